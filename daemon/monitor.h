@@ -1,0 +1,25 @@
+/*
+ * monitor.h: the QMP server: a UNIX socket listener and one QMP session per
+ * connection, all on the main loop.
+ */
+#ifndef EXPORTD_MONITOR_H
+#define EXPORTD_MONITOR_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "error.h"
+
+/* Bind and listen on path (mode 0600); refuses if a daemon answers there. */
+int monitor_listen(const char *path, struct error **errp);
+/* Close the listener and every connection, remove the socket file. */
+void monitor_close(void);
+/* Largest accepted message, in bytes (default 1 MiB). */
+void monitor_set_max_message_size(size_t bytes);
+/*
+ * Send an event to every negotiated session.  Main thread only; data is
+ * stolen (may be NULL).
+ */
+void qmp_send_event(const char *event, json_t *data);
+
+#endif

@@ -1,0 +1,14 @@
+/*
+ * shutdown.h: graceful shutdown of the whole daemon (SIGTERM, SIGINT,
+ * `quit`): tear down every export, close the monitor, leave the loop.
+ */
+#ifndef EXPORTD_SHUTDOWN_H
+#define EXPORTD_SHUTDOWN_H
+
+#include <stdbool.h>
+
+/* Start a graceful shutdown (idempotent).  Main thread. */
+void daemon_request_shutdown(const char *reason);
+bool daemon_shutting_down(void);
+
+#endif
