@@ -124,7 +124,8 @@ static void node_close(struct block_node *bs)
 }
 
 static struct block_node *node_open(json_t *options, const char *name,
-				    bool implicit, struct error **errp)
+				    bool implicit, bool generated_name,
+				    struct error **errp)
 {
 	const char *drvname = opt_str(options, "driver");
 	const char *discard = opt_str(options, "discard");
@@ -134,7 +135,7 @@ static struct block_node *node_open(json_t *options, const char *name,
 	struct block_node *bs, *prev;
 	int ret;
 
-	if (!block_node_name_wellformed(name)) {
+	if (!generated_name && !block_node_name_wellformed(name)) {
 		error_setg(errp, "Invalid node-name: '%s'", name);
 		return NULL;
 	}
@@ -221,7 +222,7 @@ int blockdev_add(json_t *options, struct error **errp)
 		error_setg(errp, "'node-name' must be specified for the root node");
 		return -1;
 	}
-	return node_open(options, name, false, errp) ? 0 : -1;
+	return node_open(options, name, false, false, errp) ? 0 : -1;
 }
 
 /*
@@ -258,6 +259,7 @@ struct block_node *block_node_open_child(json_t *ref, bool read_only,
 {
 	struct block_node *bs;
 	json_t *opts;
+	bool generated = false;
 	char *name;
 
 	if (json_is_string(ref)) {
@@ -280,9 +282,11 @@ struct block_node *block_node_open_child(json_t *ref, bool read_only,
 	node_inherit_options(opts, read_only);
 	if (json_is_string(json_object_get(opts, "node-name")))
 		name = xstrdup(opt_str(opts, "node-name"));
-	else
+	else {
 		name = block_node_generate_name();
-	bs = node_open(opts, name, true, errp);
+		generated = true;
+	}
+	bs = node_open(opts, name, true, generated, errp);
 	free(name);
 	json_decref(opts);
 	if (!bs)
