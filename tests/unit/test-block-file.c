@@ -182,7 +182,7 @@ static void test_eof_zeroes(void)
 	memset(buf, 0xff, sizeof(buf));
 	CHECK_EQ(block_node_pread(bs, buf, sizeof(buf), 65536 - 8192), 0);
 	CHECK(buf_is_pattern(buf, 60000 - (65536 - 8192), 65536 - 8192));
-	CHECK(buf_is_byte(buf + 60000 - (65536 - 8192), 65536 - 60000, 0));
+	CHECK(buf_is_byte(buf + (60000 - (65536 - 8192)), 65536 - 60000, 0));
 	test_del("f");
 	free(img);
 }
