@@ -299,8 +299,12 @@ static void qcow2_entry_extent(struct qcow2 *s, uint64_t l2e, uint64_t *off, uin
 		*len = s->cluster_size;
 }
 
-/* Drop the references of replaced entries.  Lock held, free_lock exclusive. */
-static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n)
+/*
+ * Drop the references of replaced entries.  Lock held, free_lock
+ * exclusive.  punch: also punch the freed clusters out of the file.
+ */
+static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n,
+			      bool punch)
 {
 	int ret = 0;
 
@@ -311,7 +315,7 @@ static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n
 		qcow2_entry_extent(s, entries[i], &off, &len);
 		if (!len)
 			continue;
-		r = qcow2_free_range(s, off, len, true);
+		r = qcow2_free_range(s, off, len, punch);
 		if (r < 0)
 			ret = r;
 	}
@@ -526,7 +530,7 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 				pthread_rwlock_wrlock(&s->free_lock);
 			}
 			pthread_mutex_lock(&s->lock);
-			r = qcow2_free_entries(s, frees, nfrees);
+			r = qcow2_free_entries(s, frees, nfrees, false);
 			pthread_mutex_unlock(&s->lock);
 			if (!excl) {
 				pthread_rwlock_unlock(&s->free_lock);
@@ -662,7 +666,7 @@ static int qcow2_zero_clusters(struct qcow2 *s, uint64_t cl, uint64_t n,
 			int r = qcow2_flush_barrier(s);
 
 			if (r == 0)
-				r = qcow2_free_entries(s, frees, nfrees);
+				r = qcow2_free_entries(s, frees, nfrees, s->pass_discard);
 			if (r < 0 && ret == 0)
 				ret = r;
 		}
@@ -1194,6 +1198,16 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 	if (!bs->file)
 		goto fail;
 	s->name = xstrdup(bs->file->filename ? bs->file->filename : bs->file->node_name);
+	/* As QEMU: guest discards punch holes in the file unless told otherwise. */
+	s->pass_discard = !json_is_false(json_object_get(options, "pass-discard-request"));
+	/*
+	 * Lazy refcounts trade consistency for speed; this driver keeps
+	 * refcounts always consistent, which is what an image opened without
+	 * them gets too.
+	 */
+	if (json_is_true(json_object_get(options, "lazy-refcounts")))
+		log_warnx("qcow2 node '%s': lazy-refcounts ignored, refcounts are kept "
+			  "consistent", bs->node_name);
 	if (qcow2_load(s, errp) < 0 || qcow2_setup_caches(s, options, errp) < 0 ||
 	    qcow2_open_backing(bs, s, options, errp) < 0 || qcow2_clear_autoclear(s, errp) < 0)
 		goto fail;

@@ -213,6 +213,7 @@ struct qcow2 {
 
 	bool writable;
 	bool has_backing;
+	bool pass_discard;		/* discards punch holes in the file */
 
 	/* Everything below is protected by lock. */
 	pthread_mutex_t lock;
