@@ -661,6 +661,109 @@ static void test_refusals(void)
 	free(img);
 }
 
+
+/* Set bits in incompatible_features (offset 72) of a v3 image. */
+static void set_incompat(const char *img, uint8_t bits)
+{
+	int fd = open(img, O_RDWR);
+
+	CHECK(fd >= 0 && pwrite(fd, &bits, 1, 79) == 1);
+	close(fd);
+}
+
+static void test_dirty_corrupt_snapshots(void)
+{
+	char *img = tpath("d.qcow2");
+	struct error *err = NULL;
+	struct block_node *bs;
+	json_t *info, *o;
+
+	o = json_pack("{s:s, s:s, s:{s:s, s:s}}", "driver", "qcow2", "node-name", "d",
+		      "file", "driver", "file", "filename", img);
+	CHECK(sh("qemu-img create -q -f qcow2 %s 1M && qemu-io -f qcow2 -c 'write -P 7 0 4096' "
+		 "%s >/dev/null", img, img) == 0);
+	set_incompat(img, 1);
+	CHECK(blockdev_add(o, &err) < 0);
+	CHECK(err && strstr(err->msg, "dirty bit"));
+	error_free(err);
+	err = NULL;
+	/* Read-only is fine, and the query says it is dirty. */
+	bs = open_node("d", img, true, NULL);
+	CHECK(bs != NULL);
+	if (bs) {
+		uint8_t buf[4096];
+		json_t *list = block_query_named_nodes();
+		size_t i;
+
+		CHECK(block_node_pread(bs, buf, sizeof(buf), 0) == 0 && buf[0] == 7 &&
+		      buf[4095] == 7);
+		json_array_foreach(list, i, info) {
+			json_t *image = json_object_get(info, "image");
+
+			if (strcmp(json_string_value(json_object_get(info, "node-name")), "d"))
+				continue;
+			CHECK(json_is_true(json_object_get(image, "dirty-flag")));
+			CHECK_EQ(json_integer_value(json_object_get(image, "cluster-size")), 65536);
+		}
+		json_decref(list);
+		close_node("d");
+	}
+	set_incompat(img, 2);
+	CHECK(blockdev_add(o, &err) < 0);
+	CHECK(err && strstr(err->msg, "marked corrupt"));
+	error_free(err);
+	err = NULL;
+
+	set_incompat(img, 0);
+	CHECK(sh("qemu-img snapshot -c snap1 %s && qemu-io -f qcow2 -c 'write -P 8 0 512' "
+		 "%s >/dev/null", img, img) == 0);
+	CHECK(blockdev_add(o, &err) < 0);
+	CHECK(err && strstr(err->msg, "internal snapshots"));
+	error_free(err);
+	bs = open_node("d", img, true, NULL);
+	CHECK(bs != NULL);
+	if (bs) {
+		uint8_t buf[1024];
+
+		CHECK(block_node_pread(bs, buf, sizeof(buf), 0) == 0);
+		CHECK(buf[0] == 8 && buf[511] == 8 && buf[512] == 7 && buf[1023] == 7);
+		close_node("d");
+	}
+	json_decref(o);
+	free(img);
+}
+
+static void test_block_status(void)
+{
+	char *base = tpath("s.raw"), *img = tpath("s.qcow2");
+	struct block_node *bs;
+	uint64_t pnum;
+	int st;
+
+	/* base: data in its first 1 MiB only (a sparse raw file). */
+	CHECK(sh("rm -f %s && truncate -s 4M %s && dd if=/dev/urandom of=%s bs=1M count=1 "
+		 "conv=notrunc status=none", base, base, base) == 0);
+	CHECK(sh("qemu-img create -q -f qcow2 -b %s -F raw %s 8M && qemu-io -f qcow2 "
+		 "-c 'write -P 1 2M 128k' -c 'write -z 3M 128k' %s >/dev/null", base, img, img) == 0);
+	bs = open_node("s", img, true, NULL);
+	CHECK(bs != NULL);
+	if (!bs)
+		goto out;
+	st = block_node_block_status(bs, 0, 1 << 20, &pnum);
+	CHECK(st >= 0 && (st & BLOCK_STATUS_DATA) && !(st & BLOCK_STATUS_ALLOCATED));
+	st = block_node_block_status(bs, 2 << 20, 1 << 20, &pnum);
+	CHECK(st == (BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED) && pnum == 128 * 1024);
+	st = block_node_block_status(bs, 3 << 20, 1 << 20, &pnum);
+	CHECK(st == (BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED) && pnum == 128 * 1024);
+	/* Past the backing file: a hole in the whole chain. */
+	st = block_node_block_status(bs, 5 << 20, 1 << 20, &pnum);
+	CHECK(st == BLOCK_STATUS_ZERO && pnum == 1 << 20);
+	close_node("s");
+out:
+	free(base);
+	free(img);
+}
+
 static const struct unit_test tests[] = {
 	{ "read: every cluster size, compat 0.10 and 1.1", test_read_cluster_sizes },
 	{ "read: refcount widths 1..64", test_read_refcount_bits },
@@ -675,6 +778,8 @@ static const struct unit_test tests[] = {
 	{ "resize: shrink and grow", test_resize },
 	{ "concurrent writers in the same clusters", test_concurrent_same_cluster },
 	{ "refusals: encryption, data file, extended L2, not qcow2", test_refusals },
+	{ "dirty, corrupt and snapshotted images: read-only only", test_dirty_corrupt_snapshots },
+	{ "block status: data, zero clusters, backing, holes", test_block_status },
 	{ NULL, NULL },
 };
 
