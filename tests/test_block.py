@@ -368,3 +368,19 @@ def test_qemu_img_cannot_resize_under_a_writable_export(qmp, img, mnt):
     assert r.returncode != 0 and "lock" in r.stderr
     assert os.path.getsize(img) == MiB
     unexport(qmp, "f")
+
+
+def test_aio_io_uring_node(qmp, img):
+    """The stretch path of issue 7: aio=io_uring is accepted where the kernel
+    has io_uring (the unit tests run every file-driver test through it)."""
+    try:
+        add_file(qmp, "u", img, aio="io_uring")
+    except QMPError as e:
+        pytest.skip(f"io_uring is not usable here: {e.desc}")
+    assert nodes(qmp)["u"]["drv"] == "file"
+
+
+def test_aio_native_needs_direct(qmp, img):
+    assert add_error(qmp, driver="file", filename=str(img), aio="native",
+                     **{"node-name": "n"}) == \
+        "aio=native was specified, but it requires cache.direct=on, which was not specified."
