@@ -320,6 +320,16 @@ def test_lock_goes_away_with_the_export(qmp, img, mnt):
     assert r.returncode == 0, r.stderr
 
 
+def byte_locked(path, byte):
+    """Whether /proc/locks has an OFD lock on byte of path's inode."""
+    ino = os.stat(path).st_ino
+    for line in open("/proc/locks"):
+        f = line.split()
+        if "OFDLCK" in f and f[-3].endswith(f":{ino}") and int(f[-2]) <= byte <= int(f[-1]):
+            return True
+    return False
+
+
 def test_export_refused_while_qemu_io_writes(qmp, img, mnt):
     need("qemu-io", QEMU_IO)
     add_file(qmp, "f", img)
@@ -327,7 +337,7 @@ def test_export_refused_while_qemu_io_writes(qmp, img, mnt):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 10
-        while str(os.stat(img).st_ino) not in open("/proc/locks").read():
+        while not byte_locked(img, 101):
             assert time.time() < deadline, "qemu-io did not lock the image"
             time.sleep(0.05)
         with pytest.raises(QMPError) as e:
