@@ -35,8 +35,7 @@
  * leave *rest on the separator after it.  0 at the end, 1 for a
  * component, -ENAMETOOLONG.
  */
-static int
-next_component(const char **rest, char *comp, size_t size)
+static int next_component(const char **rest, char *comp, size_t size)
 {
 	const char *p = *rest, *start;
 
@@ -58,8 +57,7 @@ next_component(const char **rest, char *comp, size_t size)
 }
 
 /* Whether *rest holds no further component; *slash: only slashes are left. */
-static bool
-at_end(const char *rest, bool *slash)
+static bool at_end(const char *rest, bool *slash)
 {
 	const char *p = rest;
 
@@ -69,8 +67,7 @@ at_end(const char *rest, bool *slash)
 	return *p == '\0';
 }
 
-char *
-fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, void *opaque,
+char *fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, void *opaque,
 			bool *is_ours, struct stat *st, struct error **errp)
 {
 	char *resolved = NULL, *work = NULL, *cand = NULL;

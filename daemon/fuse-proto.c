@@ -44,8 +44,7 @@ static const struct fuse_op_info fuse_ops[] = {
 	[FUSE_LSEEK] = { "LSEEK", sizeof(struct fuse_lseek_in) },
 };
 
-const char *
-fuse_proto_opname(uint32_t opcode, char *buf, size_t size)
+const char *fuse_proto_opname(uint32_t opcode, char *buf, size_t size)
 {
 	if (opcode < ARRAY_SIZE(fuse_ops) && fuse_ops[opcode].name)
 		return fuse_ops[opcode].name;
@@ -53,14 +52,12 @@ fuse_proto_opname(uint32_t opcode, char *buf, size_t size)
 	return buf;
 }
 
-bool
-fuse_proto_no_reply(uint32_t opcode)
+bool fuse_proto_no_reply(uint32_t opcode)
 {
 	return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET;
 }
 
-int
-fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req, const char **why)
+int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req, const char **why)
 {
 	struct fuse_in_header h;
 	size_t arglen, ext;
@@ -132,8 +129,7 @@ fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req, const char
 	return 0;
 }
 
-int
-fuse_proto_init(const struct fuse_request *req, const struct fuse_init_params *p,
+int fuse_proto_init(const struct fuse_request *req, const struct fuse_init_params *p,
 		struct exportd_fuse_init_out *out, struct fuse_init_result *res)
 {
 	uint32_t in4[4];	/* major, minor, max_readahead, flags */
@@ -190,8 +186,7 @@ fuse_proto_init(const struct fuse_request *req, const struct fuse_init_params *p
 	return len;
 }
 
-int
-fuse_proto_reply_iov(int fd, uint64_t unique, int err, const struct iovec *iov, int iovcnt)
+int fuse_proto_reply_iov(int fd, uint64_t unique, int err, const struct iovec *iov, int iovcnt)
 {
 	struct iovec v[4];
 	struct fuse_out_header h;
@@ -224,16 +219,14 @@ fuse_proto_reply_iov(int fd, uint64_t unique, int err, const struct iovec *iov, 
 	return 0;
 }
 
-int
-fuse_proto_reply(int fd, uint64_t unique, const void *data, size_t len)
+int fuse_proto_reply(int fd, uint64_t unique, const void *data, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
 
 	return fuse_proto_reply_iov(fd, unique, 0, &iov, len ? 1 : 0);
 }
 
-int
-fuse_proto_reply_err(int fd, uint64_t unique, int err)
+int fuse_proto_reply_err(int fd, uint64_t unique, int err)
 {
 	return fuse_proto_reply_iov(fd, unique, err, NULL, 0);
 }

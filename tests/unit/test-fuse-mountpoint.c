@@ -17,8 +17,7 @@
 
 static char root[256];
 
-static void
-setup(void)
+static void setup(void)
 {
 	char *cmd;
 
@@ -33,8 +32,7 @@ setup(void)
 	free(cmd);
 }
 
-static void
-teardown(void)
+static void teardown(void)
 {
 	char *cmd = xasprintf("rm -rf %s", root);
 
@@ -43,8 +41,7 @@ teardown(void)
 	free(cmd);
 }
 
-static char *
-resolve(const char *path, bool *ours, char **msg)
+static char *resolve(const char *path, bool *ours, char **msg)
 {
 	struct stat st;
 	struct error *err = NULL;
@@ -55,8 +52,7 @@ resolve(const char *path, bool *ours, char **msg)
 	return r;
 }
 
-static void
-check_resolves(const char *path, const char *want_rel)
+static void check_resolves(const char *path, const char *want_rel)
 {
 	char *want = xasprintf("%s/%s", root, want_rel), *msg;
 	bool ours;
@@ -70,8 +66,7 @@ check_resolves(const char *path, const char *want_rel)
 	free(msg);
 }
 
-static void
-test_absolute_and_relative(void)
+static void test_absolute_and_relative(void)
 {
 	char *p = xasprintf("%s/a/b/file", root), *q;
 
@@ -89,8 +84,7 @@ test_absolute_and_relative(void)
 		abort();
 }
 
-static void
-test_symlinks(void)
+static void test_symlinks(void)
 {
 	char *p;
 
@@ -109,8 +103,7 @@ test_symlinks(void)
 	free(p);
 }
 
-static void
-test_errors(void)
+static void test_errors(void)
 {
 	char *p, *msg, *want;
 	bool ours;
@@ -150,16 +143,14 @@ test_errors(void)
 static const char *served;
 static int ours_calls;
 
-static bool
-is_served(const char *canon, void *opaque)
+static bool is_served(const char *canon, void *opaque)
 {
 	(void)opaque;
 	ours_calls++;
 	return !strcmp(canon, served);
 }
 
-static void
-test_ours_never_stat(void)
+static void test_ours_never_stat(void)
 {
 	char *s = xasprintf("%s/a/b/served", root), *p;
 	struct stat st;
@@ -187,8 +178,7 @@ test_ours_never_stat(void)
 	free(s);
 }
 
-static void
-test_regular_stat(void)
+static void test_regular_stat(void)
 {
 	char *p = xasprintf("%s/a", root);
 	struct stat st;
@@ -208,8 +198,7 @@ test_regular_stat(void)
 	free(r);
 }
 
-int
-main(void)
+int main(void)
 {
 	static const struct unit_test tests[] = {
 		{ "absolute and relative", test_absolute_and_relative },

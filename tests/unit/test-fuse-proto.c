@@ -13,8 +13,7 @@
 #include "fuse-proto.h"
 #include "unit.h"
 
-static size_t
-build(void *buf, uint32_t opcode, const void *arg, size_t arglen, size_t extra)
+static size_t build(void *buf, uint32_t opcode, const void *arg, size_t arglen, size_t extra)
 {
 	struct fuse_in_header h = {
 		.len = (uint32_t)(sizeof(h) + arglen + extra),
@@ -29,8 +28,7 @@ build(void *buf, uint32_t opcode, const void *arg, size_t arglen, size_t extra)
 	return h.len;
 }
 
-static void
-test_framing(void)
+static void test_framing(void)
 {
 	char buf[256];
 	struct fuse_request r;
@@ -53,8 +51,7 @@ test_framing(void)
 	CHECK_EQ(fuse_proto_parse(buf, n, &r, &why), 0);
 }
 
-static void
-test_write(void)
+static void test_write(void)
 {
 	char buf[256];
 	struct fuse_request r;
@@ -74,8 +71,7 @@ test_write(void)
 	CHECK_EQ(fuse_proto_parse(buf, n, &r, &why), -EPROTO);
 }
 
-static void
-test_extensions_and_forget(void)
+static void test_extensions_and_forget(void)
 {
 	char buf[256];
 	struct fuse_request r;
@@ -110,8 +106,7 @@ test_extensions_and_forget(void)
 	CHECK_EQ(fuse_proto_parse(buf, n, &r, &why), 0);
 }
 
-static void
-test_init(void)
+static void test_init(void)
 {
 	char buf[256];
 	struct fuse_request r;
@@ -172,8 +167,7 @@ test_init(void)
 	CHECK_EQ(fuse_proto_init(&r, &p, &out, &res), -EPROTO);
 }
 
-static void
-test_reply(void)
+static void test_reply(void)
 {
 	int fds[2];
 	char buf[64];
@@ -201,8 +195,7 @@ test_reply(void)
 	close(fds[1]);
 }
 
-int
-main(void)
+int main(void)
 {
 	static const struct unit_test tests[] = {
 		{ "framing", test_framing },
