@@ -1115,6 +1115,8 @@ static void fuse_export_request_shutdown(struct export *exp)
 {
 	struct fuse_export *fe = fuse_export_of(exp);
 
+	/* First, so that threads take the unmount's ENODEV as expected. */
+	atomic_store(&fe->stopping, true);
 	fuse_export_unmount(fe);
 	fuse_export_wake_threads(fe);
 }

@@ -242,8 +242,6 @@ def test_punch_hole_reads_zeroes(qmp, node, img, mp, pt):
             fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1000, 3 * MiB)
             assert os.pread(fd, 3 * MiB, 1000) == bytes(3 * MiB)
             assert os.fstat(fd).st_size == 64 * MiB
-            # PUNCH_HOLE without KEEP_SIZE is invalid.
-            expect_errno(errno.EINVAL, fallocate, fd, FALLOC_FL_PUNCH_HOLE, 0, 4096)
         finally:
             os.close(fd)
         del_export(qmp, "export-mp")
@@ -252,6 +250,13 @@ def test_punch_hole_reads_zeroes(qmp, node, img, mp, pt):
     with open(img, "rb") as f:
         f.seek(1000)
         assert f.read(3 * MiB) == bytes(3 * MiB)
+
+
+def seek(fd, off, whence):
+    try:
+        return os.lseek(fd, off, whence)
+    except OSError as e:
+        return errno.errorcode[e.errno]
 
 
 def test_seek_data_hole(qmp, tmp_path, mp, pt):
@@ -271,8 +276,7 @@ def test_seek_data_hole(qmp, tmp_path, mp, pt):
             for off in [0, 4096, MiB, MiB + 100, 2 * MiB, 8 * MiB, 8 * MiB + 65535,
                         15 * MiB]:
                 for whence in (os.SEEK_DATA, os.SEEK_HOLE):
-                    assert os.lseek(fd, off, whence) == os.lseek(ref, off, whence), \
-                        (off, whence)
+                    assert seek(fd, off, whence) == seek(ref, off, whence), (off, whence)
             # At EOF: a hole, no data; past EOF: ENXIO for both.
             assert os.lseek(fd, 16 * MiB, os.SEEK_HOLE) == 16 * MiB
             expect_errno(errno.ENXIO, os.lseek, fd, 16 * MiB, os.SEEK_DATA)
