@@ -82,18 +82,7 @@ def del_export(qmp, exp_id, mode=None, timeout=10):
 
 
 def wait_deleted(qmp, exp_id, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        for ev in qmp.events:
-            if ev.get("event") == "BLOCK_EXPORT_DELETED" and ev["data"]["id"] == exp_id:
-                qmp.events.remove(ev)
-                return ev
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("no BLOCK_EXPORT_DELETED for %r" % exp_id)
-        ev = qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=left)
-        if ev["data"]["id"] == exp_id:
-            return ev
+    return qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=timeout, match={"id": exp_id})
 
 
 def export_info(qmp, exp_id):
