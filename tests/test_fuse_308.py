@@ -323,13 +323,15 @@ def test_parallel_reads(qmp, node, img, mp, pt):
         export_cleanup(qmp, mp)
 
 
-def test_quit_unmounts(qmp, node, mp, pt):
+def test_quit_unmounts(daemon, qmp, node, mp, pt):
     try:
         add_export(qmp, "export-mp", node, mp, passthrough=pt)
         assert mounted(mp)
         qmp.cmd("quit")
         ev = qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=10)
         assert ev["data"]["id"] == "export-mp"
+        assert daemon.wait(timeout=20) == 0
+        assert not mounted(mp)
     finally:
         if mounted(mp):
             subprocess.run(["umount", "-l", str(mp)], check=False)
