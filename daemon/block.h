@@ -37,6 +37,30 @@ struct block_node;
 /* write_zeroes flags */
 #define BLOCK_ZERO_MAY_UNMAP	0x1	/* deallocating is fine (punch hole) */
 
+/*
+ * Permissions, with QEMU's bit values: they are what the image locks of
+ * the file driver encode (byte 100 + bit for a permission held, byte 200
+ * + bit for one not shared), so they must match QEMU's BLK_PERM_*.
+ */
+#define BLOCK_PERM_CONSISTENT_READ	0x1
+#define BLOCK_PERM_WRITE		0x2
+#define BLOCK_PERM_WRITE_UNCHANGED	0x4
+#define BLOCK_PERM_RESIZE		0x8
+#define BLOCK_PERM_ALL			0xf
+
+/*
+ * One user of a node: a parent node (through bs->file or bs->backing) or
+ * an export.  It holds `perm` and lets other users have `shared`.
+ */
+struct block_user {
+	struct block_node *parent;	/* NULL for an export */
+	char *who;			/* "export 'e'", "node 'r'" for messages */
+	const char *role;		/* "file", "backing", "export" */
+	uint64_t perm;
+	uint64_t shared;
+	TAILQ_ENTRY(block_user) next;
+};
+
 /* Information for the FUSE passthrough fast path (kernel serves I/O). */
 struct block_passthrough {
 	int fd;			/* backing fd, borrowed from the node */
@@ -81,6 +105,26 @@ struct block_driver {
 	 */
 	int (*get_passthrough)(struct block_node *bs, struct block_passthrough *pt,
 			       const char **why);
+
+	/*
+	 * Optional, control path.  Permissions: what this node asks of its
+	 * child `child` (bs->file or bs->backing) when its own users hold
+	 * `perm` and share `shared`.  NULL: the file child gets perm and
+	 * shared as they are (a filter), the backing child only needs
+	 * consistent reads (as QEMU's default for COW children).
+	 */
+	void (*child_perm)(struct block_node *bs, struct block_node *child,
+			   uint64_t perm, uint64_t shared,
+			   uint64_t *child_perm, uint64_t *child_shared);
+	/*
+	 * Optional, control path: the node's users now hold `perm` and share
+	 * `shared` (cumulative).  The file driver checks and takes image
+	 * locks here.  Fails without side effect.
+	 */
+	int (*set_perm)(struct block_node *bs, uint64_t perm, uint64_t shared,
+			struct error **errp);
+	/* Optional, control path: can a user resize this node?  0 or -1. */
+	int (*check_resize)(struct block_node *bs, struct error **errp);
 };
 
 struct block_node {
@@ -96,8 +140,21 @@ struct block_node {
 	int refcnt;
 	int write_users;		/* users that write (blocks read-only) */
 	int resize_users;		/* users that resize */
+	bool force_share;		/* share every permission (read-only) */
+	bool no_flush;			/* cache.no-flush: flush is a no-op */
+	bool direct;			/* cache.direct: O_DIRECT */
+	bool discard_unmap;		/* discard=unmap (else discards are ignored) */
+	int detect_zeroes;		/* BLOCK_DETECT_ZEROES_* */
+	/* Permission graph (main thread): users, and what they add up to. */
+	TAILQ_HEAD(, block_user) users;
+	uint64_t perm;			/* union of the users' perm */
+	uint64_t shared;		/* intersection of the users' shared */
 	TAILQ_ENTRY(block_node) next;
 };
+
+#define BLOCK_DETECT_ZEROES_OFF		0
+#define BLOCK_DETECT_ZEROES_ON		1
+#define BLOCK_DETECT_ZEROES_UNMAP	2
 
 /* Registry (main thread). */
 int blockdev_add(json_t *options, struct error **errp);
@@ -105,6 +162,8 @@ int blockdev_del(const char *node_name, struct error **errp);
 struct block_node *block_node_find(const char *node_name);
 /* query-named-block-nodes: array of BlockDeviceInfo-like objects. */
 json_t *block_query_named_nodes(void);
+/* The same; flat leaves out the nested backing-image chains. */
+json_t *block_query_nodes(bool flat);
 /* Close every node that nobody uses any more (at shutdown). */
 void block_close_all(void);
 
@@ -125,6 +184,25 @@ void block_node_ref(struct block_node *bs);
 int block_node_acquire(struct block_node *bs, bool write, bool resize,
 		       struct error **errp);
 void block_node_release(struct block_node *bs, bool write, bool resize);
+/*
+ * block_node_acquire naming the user in messages (e.g. "export 'e'"), so
+ * that blockdev-del and permission conflicts say who holds the node.
+ */
+int block_node_acquire_as(struct block_node *bs, const char *who, bool write,
+			  bool resize, struct error **errp);
+
+/* Permission graph (main thread), for the registry and format drivers. */
+/* Recompute bs's permissions from its users and pass them to its children. */
+int block_perm_refresh(struct block_node *bs, struct error **errp);
+/* Register parent as a user of child in `role` ("file", "backing"). */
+int block_perm_attach_child(struct block_node *parent, struct block_node *child,
+			    const char *role, struct error **errp);
+/* Undo block_perm_attach_child (relaxes the child's permissions). */
+void block_perm_detach_child(struct block_node *parent, struct block_node *child);
+/* "consistent read, write": the names of the bits of perm, into buf. */
+const char *block_perm_names(uint64_t perm, char *buf, size_t size);
+/* Who uses bs, for "Node 'x' is in use by ...": NULL if nobody. */
+char *block_node_describe_users(struct block_node *bs);
 
 /* I/O (any thread): bounds-checked wrappers around the driver. */
 int64_t block_node_length(struct block_node *bs);
@@ -140,7 +218,15 @@ int block_node_block_status(struct block_node *bs, uint64_t offset, uint64_t len
 int block_node_get_passthrough(struct block_node *bs, struct block_passthrough *pt,
 			       const char **why);
 
+/* Driver lookup by `driver` name ("file", "host_device", "raw", "qcow2"). */
+const struct block_driver *block_driver_find(const char *name);
+/* Implicit node names, "#block123", as QEMU generates them. */
+char *block_node_generate_name(void);
+/* Node names as QEMU's id_wellformed: a letter, then letters, digits, -._ */
+bool block_node_name_wellformed(const char *name);
+
 extern const struct block_driver block_driver_file;
+extern const struct block_driver block_driver_host_device;
 extern const struct block_driver block_driver_raw;
 extern const struct block_driver block_driver_qcow2;
 
