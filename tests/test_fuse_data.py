@@ -68,12 +68,13 @@ def test_fio_verify_iodepth16(qmp, tmp_path, mp):
         r = fio("--name=verify", "--filename=%s" % mp, "--ioengine=libaio", "--direct=1",
                 "--iodepth=16", "--rw=randwrite", "--bs=4k", "--size=32M",
                 "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
-                "--randrepeat=0")
+                "--verify_state_save=0", "--randrepeat=0")
         assert r.returncode == 0, r.stdout + r.stderr
         # Mixed sizes too: requests up to 1 MiB split across threads.
         r = fio("--name=verify2", "--filename=%s" % mp, "--ioengine=libaio", "--direct=1",
                 "--iodepth=16", "--rw=randwrite", "--bsrange=4k-1m", "--size=32M",
-                "--offset=32M", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1")
+                "--offset=32M", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
+                "--verify_state_save=0")
         assert r.returncode == 0, r.stdout + r.stderr
         del_export(qmp, "e")
     finally:
