@@ -32,14 +32,17 @@
  * - Safe removal counts OPEN/RELEASE.  RELEASE is sent asynchronously
  *   after close() returns, so in_use() waits a short grace period for the
  *   count to drop before it answers "in use".
- * - Passthrough (kernel 6.9+): where the node is a whole file the kernel
- *   can serve itself (block_node_get_passthrough), INIT negotiates
- *   FUSE_PASSTHROUGH, the backing fd is registered with
- *   FUSE_DEV_IOC_BACKING_OPEN and OPEN answers FOPEN_PASSTHROUGH: reads
- *   and writes then never reach us.  Not for growable exports, nor for
- *   writable exports of regular files: the kernel would let a write past
- *   the end grow the image, which a fixed-size export must refuse.  Block
- *   devices cannot grow (the kernel answers ENOSPC).
+ * - Passthrough (kernel 6.9+): where the node is a whole regular file and
+ *   the export is read-only (block_node_get_passthrough), INIT negotiates
+ *   FUSE_PASSTHROUGH, the image is registered with
+ *   FUSE_DEV_IOC_BACKING_OPEN (a read-only fd of its own) and OPEN answers
+ *   FOPEN_PASSTHROUGH: reads then never reach us.  Not for writable
+ *   exports: a passthrough write past the end would grow the image, which
+ *   a fixed-size export must refuse, and nothing in the kernel can bound
+ *   it; and once an inode has a passthrough handle, the kernel refuses
+ *   any other kind of handle (EIO), so writers cannot be served here
+ *   beside passthrough readers.  The kernel takes regular files only as
+ *   backing files, so block devices use the userspace path too.
  */
 #include "config.h"
 
@@ -317,19 +320,18 @@ static int fuse_op_open(struct fuse_thread *t, const struct fuse_request *req)
 
 	pthread_mutex_lock(&fe->lock);
 	if (fe->data_path == FUSE_PATH_PASSTHROUGH && fe->backing_id > 0) {
-		if (wants_write && !fe->common.writable) {
+		if (wants_write) {
 			/*
-			 * Only CAP_DAC_OVERRIDE gets here (the mode has no
-			 * w bit).  Serve this handle ourselves, so that its
-			 * writes fail with EACCES as on the userspace path;
-			 * the kernel lets direct-I/O handles coexist with
-			 * passthrough ones.
+			 * Only CAP_DAC_OVERRIDE gets here (a read-only export
+			 * has no w bit).  Every handle of a passthrough inode
+			 * must be passthrough, and ours could not write:
+			 * refuse, as the mode says.
 			 */
-			out.open_flags = FOPEN_DIRECT_IO;
-		} else {
-			out.open_flags = FOPEN_PASSTHROUGH;
-			out.backing_id = fe->backing_id;
+			pthread_mutex_unlock(&fe->lock);
+			return fuse_proto_reply_err(t->fd, req->unique, EACCES);
 		}
+		out.open_flags = FOPEN_PASSTHROUGH;
+		out.backing_id = fe->backing_id;
 	}
 	fe->open_handles++;
 	pthread_mutex_unlock(&fe->lock);
@@ -576,7 +578,7 @@ static void fuse_export_backing_open(struct fuse_thread *t)
 	fe->backing_id = id;
 	fe->backing_dev_fd = t->fd;
 	fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
-			       "the kernel serves reads and writes from the image directly");
+			       "the kernel serves reads from the image directly");
 }
 
 static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
@@ -826,11 +828,14 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 		why = "the node starts at an offset into its file";
 	} else if (fstat(pt.fd, &st) < 0) {
 		why = "cannot stat the image";
-	} else if (S_ISREG(st.st_mode) && fe->common.writable) {
-		why = "writable export of a regular file (a write past its end would grow "
-		      "the image, which a fixed-size export must refuse)";
-	} else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		why = "the image is neither a regular file nor a block device";
+	} else if (fe->common.writable) {
+		why = "the export is writable (a passthrough write past the end would "
+		      "grow the image, which a fixed-size export must refuse)";
+	} else if (S_ISBLK(st.st_mode)) {
+		why = "the image is a block device (the kernel passes through regular "
+		      "files only)";
+	} else if (!S_ISREG(st.st_mode)) {
+		why = "the image is not a regular file";
 	}
 	if (why) {
 		if (fe->pt_required) {
@@ -841,15 +846,12 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 		fuse_export_set_reason(fe, FUSE_PATH_USERSPACE, "%s", why);
 		return 0;
 	}
-	/*
-	 * The kernel writes through the fd we hand it: give it one with
-	 * exactly the export's access mode, whatever the node has.
-	 */
+	/* Hand the kernel a read-only fd of its own, whatever the node has. */
 	flags = fcntl(pt.fd, F_GETFL);
 	{
 		char *proc = xasprintf("/proc/self/fd/%d", pt.fd);
 
-		fe->pt_fd = open(proc, (fe->common.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC |
+		fe->pt_fd = open(proc, O_RDONLY | O_CLOEXEC |
 				 (flags >= 0 ? (flags & O_DIRECT) : 0));
 		free(proc);
 	}
