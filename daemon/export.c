@@ -97,8 +97,14 @@ int export_add(json_t *options, struct error **errp)
 	growable = json_bool_default(options, "growable", false);
 	/* As QEMU: writable and growable exports may resize (truncate, fallocate). */
 	resize = writable || growable;
-	if (block_node_acquire(node, writable, resize, errp) < 0)
-		return -1;
+	{
+		char *who = xasprintf("export '%s'", id);
+		int ret = block_node_acquire_as(node, who, writable, resize, errp);
+
+		free(who);
+		if (ret < 0)
+			return -1;
+	}
 	block_node_ref(node);
 
 	exp = xcalloc(1, drv->instance_size);

@@ -192,8 +192,9 @@ def test_readd_same_mountpoint(qmp, node, mp):
 def test_node_in_use_by_export(qmp, node, mp):
     try:
         add_export(qmp, "e", node, mp)
-        with pytest.raises(QMPError):
+        with pytest.raises(QMPError) as exc:
             qmp.cmd("blockdev-del", **{"node-name": node})
+        assert "export 'e'" in exc.value.desc, exc.value.desc
         del_export(qmp, "e")
         qmp.cmd("blockdev-del", **{"node-name": node})
     finally:
