@@ -392,8 +392,14 @@ enum line_edit_result line_edit_feed(struct line_edit *le, unsigned char ch)
 			return LINE_EDIT_MORE;
 		{
 			char c = (char)ch;
+			bool at_end = le->pos == le->len;
 
 			insert(le, &c, 1);
+			/* Typing at the end needs no redraw: echo the byte. */
+			if (at_end) {
+				out_str(le, &c, 1);
+				return LINE_EDIT_MORE;
+			}
 		}
 	}
 	redraw(le);

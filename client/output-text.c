@@ -315,7 +315,7 @@ static void print_type(json_t *schema, const char *name, int indent, int depth)
 		}
 	} else if (!strcmp(meta, "object")) {
 		printf("%s\n", readable_name(name) ? name : "object");
-		if (depth < 4)
+		if (depth < 3)
 			print_members(schema, t, indent + 2, depth + 1);
 	} else {
 		printf("%s\n", name);
@@ -342,7 +342,7 @@ static void print_members(json_t *schema, json_t *type, int indent, int depth)
 
 		printf("%*swhen %s is %s:\n", indent, "", tag ? tag : "?",
 		       json_string_value(json_object_get(m, "case")) ?: "?");
-		if (depth < 4 && vt)
+		if (depth < 3 && vt)
 			print_members(schema, vt, indent + 2, depth + 1);
 	}
 }

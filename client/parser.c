@@ -65,7 +65,7 @@ static const enum ctl_opt events_opts[] = { OPT_FOLLOW, OPT_TIMEOUT, OPT__COUNT 
 static const enum ctl_opt no_opts[] = { OPT__COUNT };
 
 const struct ctl_command ctl_commands[] = {
-	{ "add", CTL_ADD, "", 0, 0, add_opts,
+	{ "add", CTL_ADD, "--mountpoint PATH --image FILE|--node NODE", 0, 0, add_opts,
 	  "export an image (or a node) as a file" },
 	{ "del", CTL_DEL, "ID", 1, 1, del_opts,
 	  "remove an export and wait until it is gone" },
@@ -77,7 +77,7 @@ const struct ctl_command ctl_commands[] = {
 	  "print the next event (--follow: every event)" },
 	{ "schema", CTL_SCHEMA, "[COMMAND]", 0, 1, no_opts,
 	  "list the QMP commands, or describe one" },
-	{ "qmp", CTL_QMP, "COMMAND [JSON-ARGS | KEY=VALUE...]", 1, -1, no_opts,
+	{ "qmp", CTL_QMP, "COMMAND [JSON-ARGS|KEY=VALUE...]", 1, -1, no_opts,
 	  "run any QMP command and print its result" },
 	{ "shell", CTL_SHELL, "", 0, 0, no_opts, "an interactive QMP shell" },
 	{ "help", CTL_HELP, "[COMMAND]", 0, 1, no_opts, "show help" },
@@ -171,13 +171,13 @@ static int set_option(const struct ctl_option *o, const char *value,
 		      struct parse_result *res, FILE *err)
 {
 	if (value && !value_allowed(o, value)) {
-		fprintf(err, "invalid value '%s' for --%s (valid: ", value, o->name);
+		fprintf(err, "exportctl: invalid value '%s' for --%s (valid: ", value, o->name);
 		show_values(err, o);
 		fprintf(err, ")\n");
 		return -1;
 	}
 	if (value && o->arg != ARG_NONE && !*value) {
-		fprintf(err, "empty value for --%s\n", o->name);
+		fprintf(err, "exportctl: empty value for --%s\n", o->name);
 		return -1;
 	}
 	res->set[o->id] = true;
@@ -204,13 +204,13 @@ static int parse_option(int argc, char *const argv[], int *i,
 
 		o = parse_match_option(name, len, ids, &ambiguous);
 		if (!o) {
-			fprintf(err, "%s option: --%.*s\n",
+			fprintf(err, "exportctl: %s option: --%.*s\n",
 				ambiguous ? "ambiguous" : "unknown", (int)len, name);
 			return -1;
 		}
 		if (eq) {
 			if (o->arg == ARG_NONE) {
-				fprintf(err, "option --%s takes no value\n", o->name);
+				fprintf(err, "exportctl: option --%s takes no value\n", o->name);
 				return -1;
 			}
 			return set_option(o, eq + 1, res, err);
@@ -226,7 +226,7 @@ static int parse_option(int argc, char *const argv[], int *i,
 			return set_option(o, o->implied, res, err);
 		}
 		if (*i + 1 >= argc) {
-			fprintf(err, "option --%s needs a value (%s)\n", o->name,
+			fprintf(err, "exportctl: option --%s needs a value (%s)\n", o->name,
 				o->argname);
 			return -1;
 		}
@@ -242,7 +242,7 @@ static int parse_option(int argc, char *const argv[], int *i,
 			    (opt_in(q->id, global_opts) || (ids && opt_in(q->id, ids))))
 				o = q;
 		if (!o) {
-			fprintf(err, "unknown option: -%c\n", *p);
+			fprintf(err, "exportctl: unknown option: -%c\n", *p);
 			return -1;
 		}
 		if (o->arg == ARG_REQUIRED) {
@@ -250,7 +250,7 @@ static int parse_option(int argc, char *const argv[], int *i,
 				return set_option(o, p + 1, res, err);
 			}
 			if (*i + 1 >= argc) {
-				fprintf(err, "option -%c needs a value (%s)\n",
+				fprintf(err, "exportctl: option -%c needs a value (%s)\n",
 					*p, o->argname);
 				return -1;
 			}
@@ -268,23 +268,23 @@ static int parse_option(int argc, char *const argv[], int *i,
 static int check_add(struct parse_result *res, FILE *err)
 {
 	if (!res->set[OPT_MOUNTPOINT]) {
-		fprintf(err, "add: --mountpoint is required\n");
+		fprintf(err, "exportctl: add: --mountpoint is required\n");
 		return -1;
 	}
 	if (res->set[OPT_IMAGE] == res->set[OPT_NODE]) {
-		fprintf(err, "add: give exactly one of --image and --node\n");
+		fprintf(err, "exportctl: add: give exactly one of --image and --node\n");
 		return -1;
 	}
 	if (res->set[OPT_NODE] && res->set[OPT_FORMAT]) {
-		fprintf(err, "add: --format applies to --image, not to --node\n");
+		fprintf(err, "exportctl: add: --format applies to --image, not to --node\n");
 		return -1;
 	}
 	if (res->set[OPT_WRITABLE] && res->set[OPT_READ_ONLY]) {
-		fprintf(err, "add: --writable and --read-only contradict each other\n");
+		fprintf(err, "exportctl: add: --writable and --read-only contradict each other\n");
 		return -1;
 	}
 	if (res->set[OPT_GROWABLE] && !res->set[OPT_WRITABLE]) {
-		fprintf(err, "add: --growable needs --writable\n");
+		fprintf(err, "exportctl: add: --growable needs --writable\n");
 		return -1;
 	}
 	return 0;
@@ -299,11 +299,24 @@ static int check_timeout(struct parse_result *res, FILE *err)
 		return 0;
 	t = strtod(res->value[OPT_TIMEOUT], &end);
 	if (*end || end == res->value[OPT_TIMEOUT] || !(t > 0) || t > 1e6) {
-		fprintf(err, "invalid value '%s' for --timeout: expected seconds > 0\n",
+		fprintf(err, "exportctl: invalid value '%s' for --timeout: expected seconds > 0\n",
 			res->value[OPT_TIMEOUT]);
 		return -1;
 	}
 	return 0;
+}
+
+/* " (schema, shell)": the commands an ambiguous prefix could mean. */
+static void show_candidates(FILE *err, const char *word)
+{
+	const char *sep = " (";
+
+	for (const struct ctl_command *c = ctl_commands; c->name; c++)
+		if (!strncmp(c->name, word, strlen(word))) {
+			fprintf(err, "%s%s", sep, c->name);
+			sep = ", ";
+		}
+	fprintf(err, ")");
 }
 
 int parse_command_line(int argc, char *const argv[], struct parse_result *res,
@@ -331,8 +344,11 @@ int parse_command_line(int argc, char *const argv[], struct parse_result *res,
 		if (!res->command) {
 			res->command = parse_match_command(word, &ambiguous);
 			if (!res->command) {
-				fprintf(err, "%s command: %s\n",
+				fprintf(err, "exportctl: %s command: %s",
 					ambiguous ? "ambiguous" : "unknown", word);
+				if (ambiguous)
+					show_candidates(err, word);
+				fprintf(err, "\n");
 				parse_show_commands(err);
 				return -1;
 			}
@@ -341,7 +357,7 @@ int parse_command_line(int argc, char *const argv[], struct parse_result *res,
 			continue;
 		}
 		if (res->argc >= CTL_MAX_ARGS) {
-			fprintf(err, "too many arguments\n");
+			fprintf(err, "exportctl: too many arguments\n");
 			return -1;
 		}
 		res->argv[res->argc++] = word;
@@ -358,18 +374,18 @@ int parse_command_line(int argc, char *const argv[], struct parse_result *res,
 	for (int id = 0; id < OPT__COUNT; id++) {
 		if (res->set[id] && !opt_in(id, global_opts) &&
 		    !opt_in(id, res->command->options)) {
-			fprintf(err, "%s: option --%s does not apply\n",
+			fprintf(err, "exportctl: %s: option --%s does not apply\n",
 				res->command->name, option_by_id(id)->name);
 			return -1;
 		}
 	}
 	if (res->argc < res->command->min_args) {
-		fprintf(err, "%s: missing argument: %s\n", res->command->name,
+		fprintf(err, "exportctl: %s: missing argument: %s\n", res->command->name,
 			res->command->synopsis);
 		return -1;
 	}
 	if (res->command->max_args >= 0 && res->argc > res->command->max_args) {
-		fprintf(err, "%s: superfluous argument: %s\n", res->command->name,
+		fprintf(err, "exportctl: %s: superfluous argument: %s\n", res->command->name,
 			res->argv[res->command->max_args]);
 		return -1;
 	}
@@ -382,9 +398,21 @@ int parse_command_line(int argc, char *const argv[], struct parse_result *res,
 
 void parse_show_commands(FILE *out)
 {
+	int width = 0;
+
+	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
+		int w = (int)(strlen(c->name) + 1 + strlen(c->synopsis));
+
+		if (w > width)
+			width = w;
+	}
 	fprintf(out, "valid commands:\n");
-	for (const struct ctl_command *c = ctl_commands; c->name; c++)
-		fprintf(out, "  %-8s %-36s %s\n", c->name, c->synopsis, c->help);
+	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
+		int w = (int)(strlen(c->name) + 1 + strlen(c->synopsis));
+
+		fprintf(out, "  %s %s%*s  %s\n", c->name, c->synopsis, width - w, "",
+			c->help);
+	}
 }
 
 static void show_option(FILE *out, const struct ctl_option *o)
@@ -415,8 +443,10 @@ void parse_show_command(FILE *out, const struct ctl_command *cmd)
 			o->arg == ARG_NONE ? "" : " ",
 			o->arg == ARG_NONE ? "" : o->argname);
 	}
-	fprintf(out, "%s%s\n  %s\n", *cmd->synopsis ? " " : "", cmd->synopsis,
-		cmd->help);
+	/* add's synopsis repeats its options: only show positional ones. */
+	if (*cmd->synopsis && *cmd->synopsis != '-')
+		fprintf(out, " %s", cmd->synopsis);
+	fprintf(out, "\n  %s\n", cmd->help);
 	if (cmd->options[0] != OPT__COUNT) {
 		fprintf(out, "options:\n");
 		for (const enum ctl_opt *id = cmd->options; *id != OPT__COUNT; id++)

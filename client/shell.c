@@ -107,12 +107,22 @@ static int shell_line(struct shell *sh, const char *line)
 	char *err = NULL;
 	json_t *req, *reply;
 
+	char *trimmed;
+	size_t len;
+
 	while (*line == ' ' || *line == '\t')
 		line++;
 	if (!*line || *line == '#')
 		return 0;
-	if (sh->tty)
-		line_edit_history_add(&sh->le, line);
+	if (sh->tty) {
+		len = strlen(line);
+		while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+			len--;
+		trimmed = strndup(line, len);
+		if (trimmed)
+			line_edit_history_add(&sh->le, trimmed);
+		free(trimmed);
+	}
 	req = line_request(sh, line);
 	if (!req)
 		return 0;
