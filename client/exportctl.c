@@ -45,8 +45,12 @@ static char *default_socket(void)
 
 	if (env && *env)
 		return ctl_xstrdup(env);
-	if (geteuid() == 0 || !xdg || !*xdg)
+	if (geteuid() == 0)
 		return ctl_xstrdup(DEFAULT_SOCKET);
+	if (!xdg || !*xdg) {
+		ctl_warnx("XDG_RUNTIME_DIR is not set: give --socket PATH or set EXPORTD_SOCKET");
+		exit(EXIT_USAGE);
+	}
 	return ctl_xasprintf("%s/exportd.sock", xdg);
 }
 
