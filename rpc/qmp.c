@@ -40,10 +40,12 @@ json_t *qmp_reply_new(json_t *ret, json_t *id)
 
 json_t *qmp_error_new(const char *cls, const char *desc, json_t *id)
 {
-	json_t *msg = json_pack("{s:{s:s,s:s}}", "error", "class", cls, "desc", desc);
+	json_t *msg = json_object();
 
+	/* QEMU's member order: "id" before "error", but after "return". */
 	if (id)
 		json_object_set(msg, "id", id);
+	json_object_set_new(msg, "error", json_pack("{s:s,s:s}", "class", cls, "desc", desc));
 	return msg;
 }
 
@@ -53,13 +55,14 @@ json_t *qmp_event_new(const char *event, json_t *data)
 	json_t *msg;
 
 	gettimeofday(&tv, NULL);
+	/* QEMU's member order: timestamp, event, data. */
 	msg = json_object();
-	json_object_set_new(msg, "event", json_string(event));
-	if (data)
-		json_object_set_new(msg, "data", data);
 	json_object_set_new(msg, "timestamp",
 			    json_pack("{s:I,s:I}", "seconds", (json_int_t)tv.tv_sec,
 				      "microseconds", (json_int_t)tv.tv_usec));
+	json_object_set_new(msg, "event", json_string(event));
+	if (data)
+		json_object_set_new(msg, "data", data);
 	return msg;
 }
 

@@ -21,9 +21,9 @@ json_t *qmp_version_info(void);
 json_t *qmp_greeting_new(void);
 /* {"return": ret} (ret stolen; NULL means {}), with "id" copied if given. */
 json_t *qmp_reply_new(json_t *ret, json_t *id);
-/* {"error": {"class", "desc"}}, with "id" copied if given. */
+/* {"id"?, "error": {"class", "desc"}}: "id" copied if given, first as QEMU does. */
 json_t *qmp_error_new(const char *cls, const char *desc, json_t *id);
-/* {"event", "data"?, "timestamp": {"seconds", "microseconds"}} (data stolen). */
+/* {"timestamp": {"seconds", "microseconds"}, "event", "data"?} (data stolen). */
 json_t *qmp_event_new(const char *event, json_t *data);
 /* Serialise msg as one line ending in CRLF; caller frees.  *len excludes NUL. */
 char *qmp_format(json_t *msg, size_t *len);
