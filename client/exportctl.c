@@ -336,7 +336,7 @@ static int cmd_del(struct ctl *ctl)
 	int timeout = DEL_TIMEOUT_MS;
 	char *err = NULL, *fmt_node, *file_node;
 	const char *node = NULL;
-	json_t *exports, *e, *ev, *ret, *nodes;
+	json_t *exports, *e, *ev, *ret, *nodes, *match;
 	size_t i;
 	int status = EXIT_OK;
 
@@ -352,8 +352,9 @@ static int cmd_del(struct ctl *ctl)
 		       json_pack("{s:s, s:s}", "id", id, "mode",
 				 ctl->res->set[OPT_HARD] ? "hard" : "safe"));
 	json_decref(ret);
-	ev = qmp_client_wait_event(ctl->qmp, "BLOCK_EXPORT_DELETED",
-				   json_pack("{s:s}", "id", id), timeout, &err);
+	match = json_pack("{s:s}", "id", id);
+	ev = qmp_client_wait_event(ctl->qmp, "BLOCK_EXPORT_DELETED", match, timeout, &err);
+	json_decref(match);
 	if (!ev) {
 		if (err)
 			ctl_exitx(EXIT_FAILED, "%s", err);
