@@ -521,7 +521,7 @@ def test_shell_reads_commands_from_stdin(daemon, qmp, raw_image):
 
 
 def test_shell_reports_bad_lines_and_goes_on(daemon):
-    r = exportctl(daemon, "--json", "shell", input='{"broken\nnovalue\nquery-version\n')
+    r = exportctl(daemon, "--json", "shell", input='{"broken\nquery-version novalue\nquery-version\n')
     assert r.returncode == 0
     assert "error: invalid JSON" in r.stderr
     assert "error: expected KEY=VALUE" in r.stderr
