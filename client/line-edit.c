@@ -5,6 +5,7 @@
  * Bytes >= 0x80 are inserted as they come; the cursor is placed by
  * counting UTF-8 lead bytes so multi-byte characters stay aligned.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,28 @@ static void set_text(struct line_edit *le, const char *s)
 	le->len = le->pos = strlen(s);
 }
 
+/*
+ * A terminal left in raw mode is unusable, so a signal that ends the
+ * shell (SIGTERM, SIGHUP, ...) first restores it; tcsetattr() is
+ * async-signal-safe.  One editor at a time is active.
+ */
+static struct line_edit *active_editor;
+static const int fatal_signals[] = { SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+
+static void restore_and_die(int sig)
+{
+	if (active_editor && active_editor->raw)
+		tcsetattr(active_editor->in, TCSAFLUSH, &active_editor->saved);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void catch_fatal_signals(bool on)
+{
+	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
+		signal(fatal_signals[i], on ? restore_and_die : SIG_DFL);
+}
+
 int line_edit_start(struct line_edit *le, int in, int out, const char *prompt)
 {
 	struct termios raw;
@@ -92,8 +115,13 @@ int line_edit_start(struct line_edit *le, int in, int out, const char *prompt)
 	raw.c_lflag &= ~(ECHO | ICANON | ISIG | IEXTEN);
 	raw.c_cc[VMIN] = 1;
 	raw.c_cc[VTIME] = 0;
-	if (tcsetattr(in, TCSAFLUSH, &raw) < 0)
+	active_editor = le;
+	catch_fatal_signals(true);
+	if (tcsetattr(in, TCSAFLUSH, &raw) < 0) {
+		catch_fatal_signals(false);
+		active_editor = NULL;
 		return -1;
+	}
 	le->raw = true;
 	redraw(le);
 	return 0;
@@ -104,6 +132,8 @@ void line_edit_stop(struct line_edit *le)
 	if (le->raw) {
 		tcsetattr(le->in, TCSAFLUSH, &le->saved);
 		le->raw = false;
+		catch_fatal_signals(false);
+		active_editor = NULL;
 	}
 }
 
