@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import build_path, make_pattern_image, pattern_bytes, fuse_mounts
+from harness import QMPError, build_path, make_pattern_image, pattern_bytes, fuse_mounts
 
 MiB = 1 << 20
 
@@ -310,12 +310,19 @@ def test_add_read_only_refuses_writes(daemon, fuse, tmp_path, raw_image):
     ok(daemon, "del", "ro")
 
 
-def test_add_qcow2_is_probed(daemon, fuse, tmp_path):
+def test_add_qcow2_is_probed(daemon, qmp, fuse, tmp_path):
     if not shutil.which("qemu-img"):
         pytest.skip("qcow2 probing cannot be tested because qemu-img is missing")
     src = make_pattern_image(str(tmp_path / "src.raw"), 2 * MiB, seed=3)
     img = str(tmp_path / "disk.qcow2")
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, img], check=True)
+    try:
+        qmp.cmd("blockdev-add", driver="qcow2", **{"node-name": "probe", "read-only": True,
+                "file": {"driver": "file", "filename": img, "read-only": True}})
+        qmp.cmd("blockdev-del", **{"node-name": "probe"})
+    except QMPError as e:
+        pytest.skip(f"qcow2 exports cannot be tested because exportd cannot open "
+                    f"a qcow2 node: {e.desc}")
     mp = tmp_path / "q.raw"
     r = ok(daemon, "--json", "add", "--mountpoint", str(mp), "--image", img)
     added = json.loads(r.stdout)
