@@ -316,13 +316,17 @@ def test_add_qcow2_is_probed(daemon, qmp, fuse, tmp_path):
     src = make_pattern_image(str(tmp_path / "src.raw"), 2 * MiB, seed=3)
     img = str(tmp_path / "disk.qcow2")
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, img], check=True)
+    qmp.cmd("blockdev-add", driver="file", filename=img,
+            **{"node-name": "probe-file", "read-only": True})
     try:
-        qmp.cmd("blockdev-add", driver="qcow2", **{"node-name": "probe", "read-only": True,
-                "file": {"driver": "file", "filename": img, "read-only": True}})
+        qmp.cmd("blockdev-add", driver="qcow2", file="probe-file",
+                **{"node-name": "probe", "read-only": True})
         qmp.cmd("blockdev-del", **{"node-name": "probe"})
     except QMPError as e:
+        qmp.cmd("blockdev-del", **{"node-name": "probe-file"})
         pytest.skip(f"qcow2 exports cannot be tested because exportd cannot open "
                     f"a qcow2 node: {e.desc}")
+    qmp.cmd("blockdev-del", **{"node-name": "probe-file"})
     mp = tmp_path / "q.raw"
     r = ok(daemon, "--json", "add", "--mountpoint", str(mp), "--image", img)
     added = json.loads(r.stdout)
