@@ -10,10 +10,15 @@
 
 #include "error.h"
 
-/* Bind and listen on path (mode 0600); refuses if a daemon answers there. */
+/* Bind and listen on path (mode 0600); refuses if a daemon answers there.
+ * May be called several times for several sockets. */
 int monitor_listen(const char *path, struct error **errp);
-/* Close the listener and every connection, remove the socket file. */
-void monitor_close(void);
+/*
+ * Close the listeners (removing the socket files), then every connection
+ * once its pending output is flushed (at most a second); done(opaque)
+ * runs when all are gone.
+ */
+void monitor_close(void (*done)(void *opaque), void *opaque);
 /* Largest accepted message, in bytes (default 1 MiB). */
 void monitor_set_max_message_size(size_t bytes);
 /*

@@ -1,0 +1,434 @@
+/*
+ * exportd.c: main(): command line, logging, daemonizing, signals, the
+ * QMP socket(s), start-up block nodes and exports, and the main loop.
+ *
+ * The command line of qemu-storage-daemon works too (--blockdev, --export,
+ * --chardev socket + --monitor, --object iothread, --pidfile,
+ * --daemonize), validated by the same schema as QMP, so that a qsd command
+ * line runs unchanged with exportd.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block.h"
+#include "dispatch.h"
+#include "error.h"
+#include "export.h"
+#include "log.h"
+#include "main-loop.h"
+#include "monitor.h"
+#include "schema.h"
+#include "shutdown.h"
+#include "util.h"
+
+enum {
+	OPT_SOCKET = 256, OPT_PIDFILE, OPT_LOG_LEVEL, OPT_MAX_MESSAGE, OPT_BLOCKDEV,
+	OPT_EXPORT, OPT_CHARDEV, OPT_MONITOR, OPT_OBJECT,
+};
+
+/* Start-up actions, kept in command-line order as qsd processes them. */
+struct startup_item {
+	int kind;		/* OPT_BLOCKDEV, OPT_EXPORT, OPT_MONITOR, OPT_SOCKET */
+	char *arg;
+};
+
+struct options {
+	bool daemonize;
+	const char *pidfile;
+	int log_level;
+	struct startup_item *items;
+	size_t n_items;
+	json_t *chardevs;	/* id -> path, from --chardev socket,... */
+	bool have_socket;
+};
+
+static int ready_fd = -1;	/* daemonize: tells the parent how start-up went */
+static int exit_status;
+static char *pidfile_written;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: exportd [options]\n"
+"Present disk images as plain files through FUSE, managed over QMP.\n"
+"\n"
+"  --socket PATH            QMP socket (default /run/exportd/exportd.sock as root,\n"
+"                           $XDG_RUNTIME_DIR/exportd.sock otherwise)\n"
+"  --daemonize              run in the background once started (logs to syslog)\n"
+"  --pidfile FILE           write the daemon's PID to FILE\n"
+"  --log-level LEVEL        error, warn, info (default) or debug\n"
+"  --max-message-size N     largest QMP message accepted (default 1M)\n"
+"  --blockdev OPTIONS       create a block node at start-up (key=value or JSON,\n"
+"                           as QMP blockdev-add)\n"
+"  --export OPTIONS         create an export at start-up (as block-export-add)\n"
+"  --chardev socket,id=ID,path=PATH[,server=on][,wait=off]\n"
+"  --monitor [chardev=]ID   qemu-storage-daemon style QMP socket\n"
+"  --object iothread,id=ID  accepted for qemu-storage-daemon compatibility\n"
+"  -V, --version            print the version and exit\n"
+"  -h, --help               print this help and exit\n"
+"\n"
+"Example:\n"
+"  exportd --blockdev driver=file,node-name=f,filename=disk.img \\\n"
+"          --export type=fuse,id=e,node-name=f,mountpoint=disk.raw,writable=on\n");
+}
+
+static void startup_add(struct options *o, int kind, const char *arg)
+{
+	o->items = xrealloc(o->items, (o->n_items + 1) * sizeof(*o->items));
+	o->items[o->n_items].kind = kind;
+	o->items[o->n_items].arg = xstrdup(arg);
+	o->n_items++;
+}
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "exportd: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'exportd --help' for more information.\n");
+	exit(2);
+}
+
+/* --chardev socket,id=m,path=S,server=on,wait=off: remember id -> path. */
+static void parse_chardev(struct options *o, const char *arg)
+{
+	struct error *err = NULL;
+	const char *backend = arg;
+	const char *comma = strchr(arg, ',');
+	json_t *opts, *id, *path, *v;
+	const char *key;
+	bool keyval;
+
+	if (!comma || strncmp(backend, "socket", (size_t)(comma - backend)))
+		usage_error("--chardev: only 'socket' chardevs are supported: '%s'", arg);
+	opts = keyval_parse(comma + 1, &keyval, &err);
+	if (!opts)
+		usage_error("--chardev: %s", err->msg);
+	id = json_object_get(opts, "id");
+	path = json_object_get(opts, "path");
+	if (!json_is_string(id) || !json_is_string(path))
+		usage_error("--chardev: 'id' and 'path' are required: '%s'", arg);
+	json_object_foreach(opts, key, v) {
+		if (!strcmp(key, "id") || !strcmp(key, "path"))
+			continue;
+		if (!strcmp(key, "server") && json_is_string(v) &&
+		    (!strcmp(json_string_value(v), "on") || !strcmp(json_string_value(v), "true")))
+			continue;
+		if (!strcmp(key, "wait") && json_is_string(v))
+			continue;
+		usage_error("--chardev: unsupported option '%s' (exportd chardevs are "
+			    "server sockets)", key);
+	}
+	json_object_set(o->chardevs, json_string_value(id), path);
+	json_decref(opts);
+}
+
+static void parse_options(struct options *o, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "daemonize", no_argument, NULL, 'd' },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "max-message-size", required_argument, NULL, OPT_MAX_MESSAGE },
+		{ "blockdev", required_argument, NULL, OPT_BLOCKDEV },
+		{ "export", required_argument, NULL, OPT_EXPORT },
+		{ "chardev", required_argument, NULL, OPT_CHARDEV },
+		{ "monitor", required_argument, NULL, OPT_MONITOR },
+		{ "object", required_argument, NULL, OPT_OBJECT },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	o->log_level = LOG_LEVEL_INFO;
+	o->chardevs = json_object();
+	while ((c = getopt_long(argc, argv, "dhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SOCKET:
+			startup_add(o, OPT_SOCKET, optarg);
+			o->have_socket = true;
+			break;
+		case 'd':
+			o->daemonize = true;
+			break;
+		case OPT_PIDFILE:
+			o->pidfile = optarg;
+			break;
+		case OPT_LOG_LEVEL:
+			o->log_level = log_level_parse(optarg);
+			if (o->log_level < 0)
+				usage_error("--log-level: '%s' is not one of error, warn, info, debug",
+					    optarg);
+			break;
+		case OPT_MAX_MESSAGE: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 0);
+
+			if (*end == 'K' || *end == 'k')
+				v <<= 10, end++;
+			else if (*end == 'M' || *end == 'm')
+				v <<= 20, end++;
+			if (*end || v < 1024 || v > (1ull << 30))
+				usage_error("--max-message-size: '%s' is not a size between 1K and 1G",
+					    optarg);
+			monitor_set_max_message_size((size_t)v);
+			break;
+		}
+		case OPT_BLOCKDEV:
+		case OPT_EXPORT:
+			startup_add(o, c, optarg);
+			break;
+		case OPT_CHARDEV:
+			parse_chardev(o, optarg);
+			break;
+		case OPT_MONITOR: {
+			const char *id = optarg;
+
+			if (!strncmp(id, "chardev=", 8))
+				id += 8;
+			if (strchr(id, ','))
+				usage_error("--monitor: only 'chardev=ID' is supported: '%s'", optarg);
+			if (!json_object_get(o->chardevs, id))
+				usage_error("--monitor: chardev '%s' not found (give --chardev first)",
+					    id);
+			startup_add(o, OPT_MONITOR, id);
+			o->have_socket = true;
+			break;
+		}
+		case OPT_OBJECT:
+			if (strncmp(optarg, "iothread,", 9))
+				usage_error("--object: only 'iothread' objects are supported: '%s'",
+					    optarg);
+			/* exportd sizes its own request threads; iothreads need no object. */
+			break;
+		case 'V':
+			printf("exportd %s\n", EXPORTD_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			fprintf(stderr, "Try 'exportd --help' for more information.\n");
+			exit(2);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+/* /run/exportd/exportd.sock as root, $XDG_RUNTIME_DIR/exportd.sock otherwise. */
+static char *default_socket_path(struct error **errp)
+{
+	const char *xdg;
+
+	if (geteuid() == 0) {
+		if (mkdir("/run/exportd", 0700) < 0 && errno != EEXIST) {
+			error_setg_errno(errp, errno, "Failed to create '/run/exportd'");
+			return NULL;
+		}
+		return xstrdup("/run/exportd/exportd.sock");
+	}
+	xdg = getenv("XDG_RUNTIME_DIR");
+	if (!xdg || !*xdg) {
+		error_setg(errp, "XDG_RUNTIME_DIR is not set: give --socket PATH");
+		return NULL;
+	}
+	return xasprintf("%s/exportd.sock", xdg);
+}
+
+static int startup_blockdev_or_export(int kind, const char *arg, struct error **errp)
+{
+	const char *opt = kind == OPT_BLOCKDEV ? "--blockdev" : "--export";
+	const char *type = kind == OPT_BLOCKDEV ? "BlockdevOptions" : "BlockExportOptions";
+	json_t *raw, *opts;
+	bool keyval;
+	int rc;
+
+	raw = keyval_parse(arg, &keyval, errp);
+	if (!raw) {
+		error_prepend(errp, "%s", opt);
+		return -1;
+	}
+	opts = schema_validate_type(schema_builtin(), type, raw, keyval, errp);
+	json_decref(raw);
+	if (!opts) {
+		error_prepend(errp, "%s", opt);
+		return -1;
+	}
+	rc = kind == OPT_BLOCKDEV ? blockdev_add(opts, errp) : export_add(opts, errp);
+	json_decref(opts);
+	if (rc < 0)
+		error_prepend(errp, "%s", opt);
+	return rc;
+}
+
+static int startup(struct options *o, struct error **errp)
+{
+	if (!o->have_socket) {
+		char *path = default_socket_path(errp);
+		int rc;
+
+		if (!path)
+			return -1;
+		rc = monitor_listen(path, errp);
+		free(path);
+		if (rc < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < o->n_items; i++) {
+		struct startup_item *it = &o->items[i];
+		int rc;
+
+		switch (it->kind) {
+		case OPT_SOCKET:
+			rc = monitor_listen(it->arg, errp);
+			break;
+		case OPT_MONITOR:
+			rc = monitor_listen(json_string_value(json_object_get(o->chardevs, it->arg)),
+					    errp);
+			break;
+		default:
+			rc = startup_blockdev_or_export(it->kind, it->arg, errp);
+			break;
+		}
+		if (rc < 0)
+			return -1;
+	}
+	if (o->pidfile) {
+		FILE *f = fopen(o->pidfile, "we");
+
+		if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
+			error_setg_errno(errp, errno, "Failed to write pidfile '%s'", o->pidfile);
+			return -1;
+		}
+		pidfile_written = xstrdup(o->pidfile);
+	}
+	return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what, (void)arg;
+	if (sig == SIGHUP) {
+		log_info("SIGHUP: reopening the log");
+		log_reopen();
+		return;
+	}
+	daemon_request_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/*
+ * Fork; the parent waits until the child says start-up succeeded (a 0
+ * byte) or failed, so errors still reach the terminal and the exit status.
+ */
+static void daemonize_start(void)
+{
+	int pfd[2];
+	pid_t pid;
+	char status;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		fatal("pipe");
+	pid = fork();
+	if (pid < 0)
+		fatal("fork");
+	if (pid > 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &status, 1) != 1)
+			_exit(1);
+		_exit(status);
+	}
+	close(pfd[0]);
+	ready_fd = pfd[1];
+	if (setsid() < 0)
+		fatal("setsid");
+}
+
+static void daemonize_finish(int level)
+{
+	char ok = 0;
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	log_init(false, level);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	if (write(ready_fd, &ok, 1) != 1)
+		log_warn("cannot tell the parent process that start-up finished");
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct error *err = NULL;
+	struct event *sigs[3];
+	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+
+	parse_options(&o, argc, argv);
+	log_init(true, o.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	if (o.daemonize)
+		daemonize_start();
+	main_loop_init();
+	schema_builtin();
+	if (qmp_dispatch_init(&err) < 0)
+		fatalx("internal error: %s", err->msg);
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(main_loop_base(), signums[i], on_signal, NULL);
+		event_add(sigs[i], NULL);
+	}
+	if (startup(&o, &err) < 0) {
+		log_error("%s", err->msg);
+		error_free(err);
+		exit_status = 1;
+		/* Undo what start-up did (exports mounted so far), then exit 1. */
+		daemon_request_shutdown("start-up failed");
+	} else {
+		log_info("exportd %s ready", EXPORTD_VERSION);
+		if (o.daemonize)
+			daemonize_finish(o.log_level);
+	}
+	main_loop_run();
+	if (ready_fd >= 0) {
+		char status = 1;
+
+		if (write(ready_fd, &status, 1) < 0)
+			log_warn("cannot report start-up failure to the parent");
+	}
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	if (pidfile_written) {
+		unlink(pidfile_written);
+		free(pidfile_written);
+	}
+	for (size_t i = 0; i < o.n_items; i++)
+		free(o.items[i].arg);
+	free(o.items);
+	json_decref(o.chardevs);
+	main_loop_cleanup();
+	log_info("exportd stopped");
+	return exit_status;
+}

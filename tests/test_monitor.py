@@ -1,0 +1,122 @@
+"""The QMP server under several clients, slow clients and hostile input
+(issue: foundation)."""
+
+import os
+import socket
+import time
+
+import pytest
+
+from harness import QMPClient
+
+
+def test_two_clients_are_served_at_once(daemon):
+    a = daemon.new_client()
+    b = daemon.new_client()
+    a.send_raw('{"execute": "query-version", "id": "a"}')
+    b.send_raw('{"execute": "query-version", "id": "b"}')
+    assert b.recv_reply()["id"] == "b"
+    assert a.recv_reply()["id"] == "a"
+
+
+def test_half_sent_message_does_not_block_others(daemon):
+    stalled = daemon.new_client()
+    stalled.send_raw('{"execute": "query-ver')
+    other = daemon.new_client()
+    t0 = time.monotonic()
+    assert "return" in other.execute({"execute": "query-version"})
+    assert time.monotonic() - t0 < 5
+    # the stalled client can still finish its message
+    stalled.send_raw('sion"}')
+    assert "return" in stalled.recv_reply()
+
+
+def test_client_that_never_reads_does_not_block_others(daemon):
+    greedy = socket.socket(socket.AF_UNIX)
+    greedy.connect(daemon.socket_path)
+    greedy.setblocking(False)
+    req = b'{"execute": "qmp_capabilities"}' + b'{"execute": "query-qmp-schema"}' * 1
+    greedy.send(req)
+    flood = b'{"execute": "query-qmp-schema"}' * 200
+    sent = 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and sent < 20 * len(flood):
+        try:
+            sent += greedy.send(flood)
+        except BlockingIOError:
+            break
+    other = daemon.new_client()
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert "return" in other.execute({"execute": "query-version"})
+    assert time.monotonic() - t0 < 5
+    greedy.close()
+
+
+def test_memory_stays_bounded_for_a_client_that_never_reads(daemon):
+    def rss_kib():
+        with open(f"/proc/{daemon.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    greedy = socket.socket(socket.AF_UNIX)
+    greedy.connect(daemon.socket_path)
+    greedy.settimeout(0.2)
+    greedy.sendall(b'{"execute": "qmp_capabilities"}')
+    before = rss_kib()
+    msg = b'{"execute": "query-qmp-schema"}'
+    for _ in range(4000):
+        try:
+            greedy.send(msg)
+        except (BlockingIOError, socket.timeout):
+            break
+    time.sleep(0.5)
+    grown = rss_kib() - before
+    # 4000 schema replies would be ~100 MiB; the daemon holds a few MiB at most.
+    assert grown < 64 * 1024, f"RSS grew by {grown} KiB"
+    c = daemon.new_client()
+    assert "return" in c.execute({"execute": "query-version"})
+    greedy.close()
+
+
+def test_oversized_message_is_refused_and_connection_closed(daemon):
+    c = daemon.new_client()
+    big = b'{"execute": "query-version", "id": "' + b"x" * (1 << 20) + b'"}'
+    try:
+        c.send_raw(big)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    reply = c.recv()
+    assert reply is not None and "error" in reply
+    assert "exceeds the limit" in reply["error"]["desc"]
+    assert c.recv() is None  # closed
+    other = daemon.new_client()
+    assert "return" in other.execute({"execute": "query-version"})
+
+
+def test_message_size_limit_is_configurable(tmp_path):
+    from harness import Daemon
+    d = Daemon(tmp_path / "d", extra_args=["--max-message-size", "4K"])
+    d.start()
+    try:
+        c = d.new_client()
+        assert "return" in c.execute({"execute": "query-version", "id": "y" * 3000})
+        c.send_raw(b'{"execute": "query-version", "id": "' + b"x" * 5000 + b'"}')
+        reply = c.recv()
+        assert "limit of 4096 bytes" in reply["error"]["desc"]
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def test_unnegotiated_client_gets_nothing_but_its_greeting(daemon):
+    # Events reach negotiated sessions only (event delivery itself is
+    # tested with BLOCK_EXPORT_DELETED in the export tests).
+    quiet = daemon.new_client(negotiate=False)
+    busy = daemon.new_client()
+    busy.cmd("query-version")
+    quiet.sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        quiet.sock.recv(1)

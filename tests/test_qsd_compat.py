@@ -1,0 +1,100 @@
+"""Side by side with qemu-storage-daemon 7.2, the reference: the same
+requests must get the same replies, byte for byte where a client can see
+them (issue: foundation).  Skips loudly when qsd is not installed."""
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from harness import QMPClient
+
+QSD = shutil.which("qemu-storage-daemon")
+
+pytestmark = pytest.mark.skipif(QSD is None, reason="qemu-storage-daemon is not installed "
+                                "(package qemu-system-common): no reference to compare with")
+
+
+@pytest.fixture
+def qsd(tmp_path):
+    sock = tmp_path / "qsd.sock"
+    proc = subprocess.Popen([QSD, "--chardev", f"socket,id=m,path={sock},server=on,wait=off",
+                             "--monitor", "chardev=m"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(500):
+            if sock.exists():
+                break
+            time.sleep(0.01)
+        yield str(sock)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def raw_session(path):
+    c = QMPClient(path, negotiate=False)
+    return c
+
+
+# Requests whose replies must be identical, in this order, on one session.
+SAME = [
+    b'{"execute": "query-version"}',
+    b'{"execute": "qmp_capabilities"}',
+    b'{"execute": "qmp_capabilities"}',
+    b'[1]',
+    b'42',
+    b'{"arguments": {}}',
+    b'{"execute": 5}',
+    b'{"execute": "query-version", "arguments": []}',
+    b'{"execute": "query-version", "x": 1}',
+    b'{"execute": "nope", "id": {"a": [1, "b"]}}',
+    b'{"execute": "block-export-del", "arguments": {"id": 1}}',
+    b'{"execute": "block-export-del", "arguments": {"id": "x", "mode": "bad"}}',
+    b'{"execute": "block-export-del", "arguments": {}}',
+    b'{"execute": "block-export-del", "arguments": {"id": "x", "zz": 1}}',
+    b'{"execute": "query-version", "arguments": {"x": 1}}',
+    b'{"execute": "blockdev-add", "arguments": {"driver": "raw", "node-name": "x", '
+    b'"file": {"driver": "file"}}}',
+    b'{"execute": "blockdev-add", "arguments": {"driver": "raw", "node-name": "x", "file": 5}}',
+    b'{"execute": "blockdev-add", "arguments": {"driver": "file", "node-name": "x", '
+    b'"filename": "/etc/hostname", "cache": {"direct": "yes"}}}',
+    b'{"execute": "qmp_capabilities", "arguments": {"enable": ["oob"]}}',
+    b'{"execute": "query-block-exports", "id": 99}',
+]
+
+
+def test_replies_are_identical_to_qsd(daemon, qsd):
+    ours = raw_session(daemon.socket_path)
+    theirs = raw_session(qsd)
+    try:
+        for req in SAME:
+            ours.send_raw(req + b"\n")
+            theirs.send_raw(req + b"\n")
+            a = ours.recv_line_raw()
+            b = theirs.recv_line_raw()
+            assert a == b, f"for {req!r}:\n  exportd: {a!r}\n  qsd:     {b!r}"
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_greeting_has_the_same_shape_as_qsd(daemon, qsd):
+    ours = raw_session(daemon.socket_path).greeting
+    theirs = raw_session(qsd).greeting
+    assert list(ours) == list(theirs) == ["QMP"]
+    assert list(ours["QMP"]) == list(theirs["QMP"])
+    assert list(ours["QMP"]["version"]) == list(theirs["QMP"]["version"])
+    assert list(ours["QMP"]["version"]["qemu"]) == list(theirs["QMP"]["version"]["qemu"])
+
+
+def test_parse_errors_have_the_same_prefix_as_qsd(daemon, qsd):
+    for path in (daemon.socket_path, qsd):
+        c = raw_session(path)
+        c.send_raw(b"foo\n")
+        reply = c.recv()
+        assert reply["error"]["class"] == "GenericError"
+        assert reply["error"]["desc"].startswith("JSON parse error, ")
+        c.close()

@@ -1,0 +1,97 @@
+"""qemu-storage-daemon's command line runs unchanged with exportd:
+--blockdev and --export in key=value and JSON form, validated by the same
+schema as QMP; a failing start-up leaves no mount behind (issue: FUSE
+exports)."""
+
+import filecmp
+import json
+import os
+import signal
+import subprocess
+
+from harness import Daemon, build_path, fuse_mounts, make_pattern_image
+
+
+def start(tmp_path, args):
+    d = Daemon(tmp_path / "d")
+    d.start(args)
+    return d
+
+
+def test_keyval_blockdev_and_export_serve_the_image(tmp_path):
+    img = make_pattern_image(tmp_path / "x.img", 4 << 20)
+    mnt = tmp_path / "m.raw"
+    mnt.touch()
+    d = start(tmp_path, [
+        "--blockdev", f"driver=file,node-name=f,filename={img}",
+        "--export", f"type=fuse,id=e,node-name=f,mountpoint={mnt},writable=on"])
+    try:
+        assert str(mnt) in fuse_mounts()
+        assert filecmp.cmp(img, mnt, shallow=False)
+        exports = d.new_client().cmd("query-block-exports")
+        assert [e["id"] for e in exports] == ["e"]
+        assert d.stop() == 0
+        assert str(mnt) not in fuse_mounts()
+    finally:
+        d.cleanup()
+
+
+def test_json_form_of_blockdev_and_export(tmp_path):
+    img = make_pattern_image(tmp_path / "x.img", 1 << 20)
+    mnt = tmp_path / "m.raw"
+    mnt.touch()
+    d = start(tmp_path, [
+        "--blockdev", json.dumps({"driver": "file", "node-name": "f", "filename": str(img)}),
+        "--blockdev", json.dumps({"driver": "raw", "node-name": "r", "file": "f"}),
+        "--export", json.dumps({"type": "fuse", "id": "e", "node-name": "r",
+                                "mountpoint": str(mnt)})])
+    try:
+        assert filecmp.cmp(img, mnt, shallow=False)
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def test_failing_export_at_startup_exits_1_and_unmounts_earlier_ones(tmp_path):
+    img = make_pattern_image(tmp_path / "x.img", 1 << 20)
+    good = tmp_path / "good.raw"
+    good.touch()
+    r = subprocess.run([
+        build_path("exportd"), "--socket", str(tmp_path / "s"),
+        "--blockdev", f"driver=file,node-name=f,filename={img}",
+        "--export", f"type=fuse,id=e1,node-name=f,mountpoint={good}",
+        "--export", f"type=fuse,id=e2,node-name=f,mountpoint={tmp_path}/missing.raw"],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "--export: Failed to stat" in r.stderr
+    assert str(good) not in fuse_mounts()
+    assert not (tmp_path / "s").exists()
+
+
+def test_keyval_type_errors_name_the_option(tmp_path):
+    r = subprocess.run([
+        build_path("exportd"), "--socket", str(tmp_path / "s"),
+        "--export", "type=fuse,id=e,node-name=f,mountpoint=m,writable=perhaps"],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "--export: Parameter 'writable' expects 'on' or 'off'" in r.stderr
+
+
+def test_sigterm_unmounts_every_export(tmp_path):
+    img = make_pattern_image(tmp_path / "x.img", 1 << 20)
+    mnts = []
+    args = ["--blockdev", f"driver=file,node-name=f,filename={img},read-only=on"]
+    for i in range(3):
+        m = tmp_path / f"m{i}.raw"
+        m.touch()
+        mnts.append(str(m))
+        args += ["--export", f"type=fuse,id=e{i},node-name=f,mountpoint={m}"]
+    d = start(tmp_path, args)
+    try:
+        assert all(m in fuse_mounts() for m in mnts)
+        d.signal(signal.SIGTERM)
+        assert d.wait() == 0
+        assert not any(m in fuse_mounts() for m in mnts)
+        assert all(os.path.getsize(m) == 0 for m in mnts)
+    finally:
+        d.cleanup()
