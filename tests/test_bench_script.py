@@ -288,3 +288,22 @@ def test_missing_binary_is_a_loud_skip():
 def test_mountinfo_unescape():
     assert bench_procs._unescape("/tmp/a\\040b") == "/tmp/a b"
     assert bench_procs._unescape("/plain") == "/plain"
+
+
+def test_exportd_options_from_the_command_line():
+    a = bench_main.parse_args(["--exportd-opt", "num-threads=4", "--exportd-opt",
+                               "io-uring=true", "--exportd-file-opt", "aio=io_uring"],
+                              environ={})
+    assert a.exportd_export_opts == {"num-threads": 4, "io-uring": True}
+    assert a.exportd_file_opts == {"aio": "io_uring"}
+    ts = {t.id: t for t in bench_main.make_targets(a)}
+    assert ts["exportd"].export_opts == {"passthrough": "off", "num-threads": 4,
+                                         "io-uring": True}
+    assert ts["exportd-pt"].export_opts["passthrough"] == "on"
+    assert ts["exportd"].file_opts == {"aio": "io_uring"}
+    assert "file_opts" not in vars(ts["qsd"]) or ts["qsd"].file_opts == {}
+
+
+def test_bad_key_value_is_rejected():
+    with pytest.raises(SystemExit):
+        bench_main.parse_args(["--exportd-opt", "num-threads"], environ={})
