@@ -9,7 +9,7 @@ import sys
 import pytest
 
 BENCH_D = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "scripts", "bench.d")
+                       "scripts", "benchlib")
 sys.path.insert(0, BENCH_D)
 
 import bench_jobs as jobs  # noqa: E402
