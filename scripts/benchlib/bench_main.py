@@ -319,7 +319,7 @@ def main(argv):
     builddir = os.path.join(root, "build", "bench")
     targets = make_targets(args)
     skipped = {}          # target id -> reason (whole target)
-    failed_kind = {}      # (target id, fmt, buffered) -> reason
+    failed_kind = {}      # job_kind() -> reason the target could not start
 
     # SIGINT too: a shell starting the bench in the background leaves SIGINT
     # ignored, and Python then never raises KeyboardInterrupt.
@@ -366,7 +366,7 @@ def main(argv):
                     continue
                 for t in ts:
                     n += 1
-                    kind = (t.id, job.fmt, job.buffered)
+                    kind = job_kind(t, job)
                     if kind in failed_kind:
                         res.add_error(t.id, job.key, "not run: " + failed_kind[kind])
                         continue
@@ -423,9 +423,9 @@ def main(argv):
             notes.extend(t.notes())
     for tid, why in skipped.items():
         notes.append("skipped %s: %s" % (tid, why))
-    for (tid, fmt, buf), why in failed_kind.items():
-        notes.append("%s could not serve %s%s jobs: %s" % (
-            tid, fmt, " buffered" if buf else "", why))
+    for (tid, fmt, buf, writes), why in failed_kind.items():
+        notes.append("%s could not serve %s %s %s jobs: %s" % (
+            tid, "buffered" if buf else "O_DIRECT", fmt, "write" if writes else "read", why))
     for tid, slots in res.runs.items():
         for key, s in slots.items():
             for e in s["errors"]:
@@ -495,9 +495,16 @@ def run_perf(args, jobs, live, ctx, outdir, log):
     return out
 
 
+def job_kind(t, job):
+    """Jobs that a target sets up alike: once one fails to start, the others
+    of the same kind are not tried again (a daemon refusing writable
+    passthrough may still serve reads)."""
+    return (t.id, job.fmt, job.buffered, job.writes)
+
+
 def run_one(t, job, args, ctx, res, probe_key, failed_kind, warnings, log, tag):
     """One fio run of job on target t; results and failures go into res."""
-    kind = (t.id, job.fmt, job.buffered)
+    kind = job_kind(t, job)
     try:
         filename = t.start(job, ctx)
     except TargetError as e:

@@ -21,9 +21,11 @@ class TargetError(Exception):
     """This target cannot serve this kind of job; the message says why."""
 
 
-def _tail(path, n=8):
+def _tail(path, n=6, offset=0):
+    """The last n lines a server logged since offset, on one line."""
     try:
         with open(path, "rb") as f:
+            f.seek(offset)
             lines = f.read().decode(errors="replace").strip().splitlines()
     except OSError:
         return ""
@@ -114,6 +116,7 @@ class QmpDaemonTarget(Target):
         self.expect_path = expect_path   # substring x-data-path must contain
         self.mnt = None
         self.log = None
+        self.log_offset = 0
 
     def prepare(self, ctx):
         if not self.binary or not os.path.isfile(self.binary):
@@ -137,14 +140,17 @@ class QmpDaemonTarget(Target):
         argv = [self.binary, "--chardev", "socket,id=m,path=%s,server=on,wait=off" % sock,
                 "--monitor", "chardev=m"]
         logf = open(self.log, "ab")
+        self.log_offset = logf.tell()
         try:
             self.proc = procs.spawn(argv, stdout=logf, stderr=logf)
         finally:
             logf.close()
         procs.register_mount(self.mnt)
+        step = "start"
         try:
             self._connect(sock)
             img = ctx.images.path(job)
+            step = "blockdev-add"
             ro = not job.writes
             self.qmp.cmd("blockdev-add", driver="file", filename=img, **dict({
                 "node-name": "f", "read-only": ro}, **self.file_opts))
@@ -156,6 +162,7 @@ class QmpDaemonTarget(Target):
             args = {"type": "fuse", "id": "e", "node-name": node,
                     "mountpoint": self.mnt, "writable": job.writes}
             args.update(self.export_opts)
+            step = "block-export-add"
             for o in self.dropped:
                 args.pop(o, None)
             try:
@@ -170,6 +177,7 @@ class QmpDaemonTarget(Target):
                 self.qmp.cmd("block-export-add", **args)
             if not procs.wait_mounted(self.mnt, self.proc, 10):
                 raise TargetError("export of %s did not appear at %s" % (img, self.mnt))
+            step = "query-block-exports"
             exports = self.qmp.cmd("query-block-exports") or []
             self.info = exports[0] if exports else {}
             path = self.info.get("x-data-path")
@@ -178,8 +186,15 @@ class QmpDaemonTarget(Target):
                     path, self.expect_path, self.info.get("x-data-path-reason", "no reason")))
         except (QMPError, OSError, ConnectionError, ValueError, TargetError) as e:
             self.stop()
-            msg = "%s: %s" % (type(e).__name__, e) if not isinstance(e, TargetError) else str(e)
-            tail = _tail(self.log)
+            if isinstance(e, TargetError):
+                msg = str(e)
+            elif isinstance(e, QMPError):
+                msg = "%s: %s" % (step, e)
+            else:
+                msg = "%s: %s: %s" % (step, type(e).__name__, e)
+            tail = _tail(self.log, offset=self.log_offset)
+            if e.__class__ is QMPError:
+                tail = ""       # the QMP error says it all; the log repeats it
             raise TargetError(msg + (" [log: %s]" % tail if tail else ""))
         return self.mnt
 
@@ -305,6 +320,7 @@ class FusePassthroughTarget(Target):
             argv = [self.binary, "-f", "-o", "source=" + ctx.images.dir,
                     "-o", "clone_fd", self.mnt]
         logf = open(self.log, "ab")
+        offset = logf.tell()
         try:
             self.proc = procs.spawn(argv, stdout=logf, stderr=logf)
         finally:
@@ -312,8 +328,8 @@ class FusePassthroughTarget(Target):
         procs.register_mount(self.mnt)
         if not procs.wait_mounted(self.mnt, self.proc, 10):
             self.stop()
-            raise TargetError("%s did not mount %s [log: %s]" % (self.name, self.mnt,
-                                                                 _tail(self.log)))
+            raise TargetError("%s did not mount %s [log: %s]" % (
+                self.name, self.mnt, _tail(self.log, offset=offset)))
         return os.path.join(self.mnt, os.path.basename(ctx.images.path(job)))
 
     def stop(self):
