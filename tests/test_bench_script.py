@@ -307,3 +307,16 @@ def test_exportd_options_from_the_command_line():
 def test_bad_key_value_is_rejected():
     with pytest.raises(SystemExit):
         bench_main.parse_args(["--exportd-opt", "num-threads"], environ={})
+
+
+def test_data_path_notes_summarise_what_exports_reported():
+    info = {"exportd": {
+        "raw-read-1M-qd1": {"x-data-path": "userspace",
+                            "x-data-path-reason": "disabled (passthrough: off)",
+                            "x-num-threads": 2},
+        "qcow2-read-1M-qd1": {"x-data-path": "userspace",
+                              "x-data-path-reason": "disabled (passthrough: off)",
+                              "x-num-threads": 2}},
+        "qsd": {"raw-read-1M-qd1": {"id": "e"}}}
+    assert bench_main.data_path_notes(info, {}) == [
+        "exportd exports reported: userspace (disabled (passthrough: off)), 2 threads"]

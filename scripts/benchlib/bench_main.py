@@ -421,6 +421,7 @@ def main(argv):
     for t in targets:
         if t.id not in skipped:
             notes.extend(t.notes())
+    notes.extend(data_path_notes(res.info, labels))
     for tid, why in skipped.items():
         notes.append("skipped %s: %s" % (tid, why))
     for (tid, fmt, buf, writes), why in failed_kind.items():
@@ -492,6 +493,24 @@ def run_perf(args, jobs, live, ctx, outdir, log):
             if p:
                 log("perf profile of %s: %s" % (t.id, p))
                 out.append(p)
+    return out
+
+
+def data_path_notes(info, labels):
+    """One line per daemon target: the data path(s) and threads it reported."""
+    out = []
+    for tid, by_job in sorted(info.items()):
+        seen = []
+        for key, e in sorted(by_job.items()):
+            if "x-data-path" not in e:
+                continue
+            d = "%s (%s)" % (e["x-data-path"], e.get("x-data-path-reason", "?"))
+            if "x-num-threads" in e:
+                d += ", %s threads" % e["x-num-threads"]
+            if d not in seen:
+                seen.append(d)
+        if seen:
+            out.append("%s exports reported: %s" % (labels.get(tid, tid), "; ".join(seen)))
     return out
 
 
