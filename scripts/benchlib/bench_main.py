@@ -292,10 +292,6 @@ def render(jobs, res, labels, checks):
     return "\n\n".join(parts)
 
 
-class Interrupted(Exception):
-    pass
-
-
 def _on_signal(signum, frame):
     raise KeyboardInterrupt("signal %d" % signum)
 
@@ -388,8 +384,11 @@ def main(argv):
     except KeyboardInterrupt as e:
         interrupted = True
         log("interrupted (%s): cleaning up" % (e or "Ctrl-C"))
-        signal.signal(signal.SIGINT, signal.SIG_IGN)   # a second Ctrl-C must not skip cleanup
     finally:
+        # A second Ctrl-C must not cut the cleanup short; every step of it
+        # has its own timeout.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         for t in targets:
             try:
                 warnings.extend(t.stop())
