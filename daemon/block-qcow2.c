@@ -1269,29 +1269,6 @@ static void qcow2_query(struct block_node *bs, json_t *info)
 		json_object_set_new(image, "backing-filename", json_string(s->hdr.backing_file));
 }
 
-/*
- * Permissions on the children, as QEMU's defaults for a format node: the
- * file holds metadata, so a writable qcow2 node writes and grows it even
- * when no user writes, and nobody else may write or resize it under us.
- * The backing chain is only read.
- */
-static void qcow2_child_perm(struct block_node *bs, struct block_node *child,
-			     uint64_t perm, uint64_t shared,
-			     uint64_t *child_perm, uint64_t *child_shared)
-{
-	if (child == bs->file) {
-		*child_perm = perm | BLOCK_PERM_CONSISTENT_READ;
-		if (!bs->read_only)
-			*child_perm |= BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE;
-		*child_shared = shared & ~(uint64_t)(BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE);
-		return;
-	}
-	*child_perm = perm & BLOCK_PERM_CONSISTENT_READ;
-	*child_shared = BLOCK_PERM_CONSISTENT_READ | BLOCK_PERM_WRITE_UNCHANGED;
-	if (shared & BLOCK_PERM_WRITE)
-		*child_shared |= BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE;
-}
-
 const struct block_driver block_driver_qcow2 = {
 	.name = "qcow2",
 	.is_format = true,
@@ -1308,5 +1285,4 @@ const struct block_driver block_driver_qcow2 = {
 	.write_zeroes = qcow2_write_zeroes,
 	.truncate = qcow2_truncate,
 	.block_status = qcow2_block_status,
-	.child_perm = qcow2_child_perm,
 };
