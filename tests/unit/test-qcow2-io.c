@@ -770,6 +770,76 @@ out:
 	free(img);
 }
 
+
+static uint64_t be64_at(int fd, uint64_t off)
+{
+	uint8_t b[8];
+	uint64_t v = 0;
+
+	if (pread(fd, b, 8, off) != 8)
+		return 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | b[i];
+	return v;
+}
+
+static void put_be64_at(int fd, uint64_t off, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 7; i >= 0; i--) {
+		b[i] = (uint8_t)v;
+		v >>= 8;
+	}
+	CHECK(pwrite(fd, b, 8, off) == 8);
+}
+
+/* Tables that point at metadata are I/O errors, never reads or writes of it. */
+static void test_corrupt_tables(void)
+{
+	char *img = tpath("m.qcow2");
+	uint8_t buf[4096], hdr[512];
+	struct block_node *bs;
+	uint64_t l1, l2;
+	int fd;
+
+	CHECK(sh("qemu-img create -q -f qcow2 -o cluster_size=4k %s 4M && qemu-io -f qcow2 "
+		 "-c 'write -P 9 0 8192' %s >/dev/null", img, img) == 0);
+	fd = open(img, O_RDWR);
+	l1 = be64_at(fd, 40);
+	l2 = be64_at(fd, l1) & 0x00fffffffffffe00ULL;
+	CHECK(l1 && l2);
+	/* Guest cluster 1 -> the L1 table; guest cluster 0 -> the refcount table. */
+	put_be64_at(fd, l2 + 8, l1 | (1ULL << 63));
+	put_be64_at(fd, l2, be64_at(fd, 48) | (1ULL << 63));
+	CHECK(pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr));
+	bs = open_node("m", img, false, NULL);
+	CHECK(bs != NULL);
+	if (bs) {
+		memset(buf, 0xee, sizeof(buf));
+		CHECK_EQ(block_node_pwrite(bs, buf, sizeof(buf), 4096), -EIO);
+		CHECK_EQ(block_node_pwrite(bs, buf, 512, 100), -EIO);
+		close_node("m");
+	}
+	{
+		uint8_t now[512];
+
+		CHECK((be64_at(fd, l1) & 0x00fffffffffffe00ULL) == l2);
+		CHECK(pread(fd, now, sizeof(now), 0) == (ssize_t)sizeof(now));
+		CHECK(!memcmp(now, hdr, sizeof(hdr)));
+	}
+	/* An L1 entry pointing at the refcount table. */
+	put_be64_at(fd, l1, be64_at(fd, 48) | (1ULL << 63));
+	bs = open_node("m", img, true, NULL);
+	CHECK(bs != NULL);
+	if (bs) {
+		CHECK_EQ(block_node_pread(bs, buf, sizeof(buf), 0), -EIO);
+		close_node("m");
+	}
+	close(fd);
+	free(img);
+}
+
 static const struct unit_test tests[] = {
 	{ "read: every cluster size, compat 0.10 and 1.1", test_read_cluster_sizes },
 	{ "read: refcount widths 1..64", test_read_refcount_bits },
@@ -786,6 +856,7 @@ static const struct unit_test tests[] = {
 	{ "refusals: encryption, data file, extended L2, not qcow2", test_refusals },
 	{ "dirty, corrupt and snapshotted images: read-only only", test_dirty_corrupt_snapshots },
 	{ "block status: data, zero clusters, backing, holes", test_block_status },
+	{ "tables pointing at metadata: errors, no damage", test_corrupt_tables },
 	{ NULL, NULL },
 };
 
