@@ -1050,6 +1050,67 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 	return 0;
 }
 
+static int qcow2_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Check every table pointer of the L1 and refcount tables: aligned, in
+ * the file, off the top-level metadata, and no table used twice (two
+ * refcount table entries sharing a block would let refcount updates of
+ * one range change another, and double-allocate).
+ */
+static int qcow2_check_tables(struct qcow2 *s, struct error **errp)
+{
+	const struct {
+		const char *what;
+		const uint64_t *t;
+		uint64_t n, mask, reserved;
+	} tabs[2] = {
+		{ "L1 table", s->l1, s->l1_size, QCOW2_L1E_OFFSET_MASK, QCOW2_L1E_RESERVED },
+		{ "refcount table", s->rt, s->rt_entries, QCOW2_RTE_OFFSET_MASK,
+		  QCOW2_RTE_RESERVED },
+	};
+	uint64_t *offs = xcalloc(s->l1_size + s->rt_entries + 1, sizeof(uint64_t));
+	size_t n = 0;
+	int ret = 0;
+
+	for (size_t k = 0; k < ARRAY_SIZE(tabs) && ret == 0; k++) {
+		for (uint64_t i = 0; i < tabs[k].n; i++) {
+			uint64_t e = tabs[k].t[i], off = e & tabs[k].mask;
+
+			if (!off && !(e & tabs[k].reserved))
+				continue;
+			if ((e & tabs[k].reserved) || off % s->cluster_size ||
+			    qcow2_overlaps_metadata(s, off, s->cluster_size) ||
+			    off > s->file_len || s->cluster_size > s->file_len - off) {
+				error_setg(errp, "Image '%s' is corrupt: %s entry %" PRIu64
+					   " (0x%" PRIx64 ") is invalid, past the end of the file "
+					   "or points at metadata", s->name, tabs[k].what, i, e);
+				ret = -1;
+				break;
+			}
+			offs[n++] = off;
+		}
+	}
+	if (ret == 0 && n > 1) {
+		qsort(offs, n, sizeof(*offs), qcow2_cmp_u64);
+		for (size_t i = 1; i < n; i++) {
+			if (offs[i] == offs[i - 1]) {
+				error_setg(errp, "Image '%s' is corrupt: the table at offset %"
+					   PRIu64 " is used twice", s->name, offs[i]);
+				ret = -1;
+				break;
+			}
+		}
+	}
+	free(offs);
+	return ret;
+}
+
 /* Read and check the header, the L1 and refcount tables. */
 static int qcow2_load(struct qcow2 *s, struct error **errp)
 {
@@ -1140,7 +1201,7 @@ static int qcow2_load(struct qcow2 *s, struct error **errp)
 	if (qcow2_read_table(s, s->l1_offset, s->l1_size, &s->l1, errp) < 0 ||
 	    qcow2_read_table(s, s->rt_offset, s->rt_entries, &s->rt, errp) < 0)
 		return -1;
-	return 0;
+	return qcow2_check_tables(s, errp);
 }
 
 /* Clear autoclear bits we do not maintain (bitmaps), as the spec asks of writers. */

@@ -828,13 +828,29 @@ static void test_corrupt_tables(void)
 		CHECK(pread(fd, now, sizeof(now), 0) == (ssize_t)sizeof(now));
 		CHECK(!memcmp(now, hdr, sizeof(hdr)));
 	}
-	/* An L1 entry pointing at the refcount table. */
-	put_be64_at(fd, l1, be64_at(fd, 48) | (1ULL << 63));
-	bs = open_node("m", img, true, NULL);
-	CHECK(bs != NULL);
-	if (bs) {
-		CHECK_EQ(block_node_pread(bs, buf, sizeof(buf), 0), -EIO);
-		close_node("m");
+	/* Top-level tables pointing at metadata or shared twice: refused at open. */
+	{
+		json_t *o = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "driver", "qcow2",
+				      "node-name", "m", "read-only", 1, "file", "driver", "file",
+				      "filename", img);
+		struct error *err = NULL;
+
+		put_be64_at(fd, l1 + 8, l2 | (1ULL << 63));
+		CHECK(blockdev_add(o, &err) < 0);
+		CHECK(err && strstr(err->msg, "used twice"));
+		error_free(err);
+		err = NULL;
+		put_be64_at(fd, l1 + 8, 0);
+		put_be64_at(fd, l1, be64_at(fd, 48) | (1ULL << 63));
+		CHECK(blockdev_add(o, &err) < 0);
+		CHECK(err && strstr(err->msg, "L1 table entry 0"));
+		error_free(err);
+		err = NULL;
+		put_be64_at(fd, l1, 0x7fULL << 56);
+		CHECK(blockdev_add(o, &err) < 0);
+		CHECK(err && strstr(err->msg, "L1 table entry 0"));
+		error_free(err);
+		json_decref(o);
 	}
 	close(fd);
 	free(img);
@@ -856,7 +872,7 @@ static const struct unit_test tests[] = {
 	{ "refusals: encryption, data file, extended L2, not qcow2", test_refusals },
 	{ "dirty, corrupt and snapshotted images: read-only only", test_dirty_corrupt_snapshots },
 	{ "block status: data, zero clusters, backing, holes", test_block_status },
-	{ "tables pointing at metadata: errors, no damage", test_corrupt_tables },
+	{ "tables pointing at metadata or shared: errors, no damage", test_corrupt_tables },
 	{ NULL, NULL },
 };
 
