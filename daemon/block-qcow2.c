@@ -256,6 +256,36 @@ static int qcow2_pread(struct block_node *bs, void *buf, size_t len, uint64_t of
 
 /* ---- writes ---- */
 
+/*
+ * The spec lets a program that does not maintain an autoclear feature
+ * (bitmaps) write to the image only after clearing its bit, which marks
+ * the bitmaps inconsistent.  Done at the first modification, not at open,
+ * so that a writable export nobody writes to leaves them intact.
+ */
+static int qcow2_before_modify(struct qcow2 *s)
+{
+	uint8_t zero[8] = { 0 };
+	int ret = 0;
+
+	if (!__atomic_load_n(&s->autoclear_pending, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	if (s->autoclear_pending) {
+		ret = block_node_pwrite(s->bs->file, zero, 8, 88);
+		if (ret == 0)
+			ret = qcow2_flush_barrier(s);
+		if (ret == 0) {
+			log_info("qcow2 '%s': autoclear features 0x%" PRIx64 " cleared before "
+				 "the first write (bitmaps are now inconsistent)", s->name,
+				 s->hdr.autoclear_features);
+			s->hdr.autoclear_features = 0;
+			__atomic_store_n(&s->autoclear_pending, false, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 /* A cluster rewritten to a new place; its L2 entry is set after the barrier. */
 struct qcow2_pending {
 	uint64_t cluster;	/* guest cluster index */
@@ -552,6 +582,9 @@ static int qcow2_pwrite(struct block_node *bs, const void *buf, size_t len, uint
 
 	if (!s->writable)
 		return -EROFS;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_rdlock(&s->free_lock);
 	ret = qcow2_do_pwrite(s, buf, len, offset, false);
 	pthread_rwlock_unlock(&s->free_lock);
@@ -733,6 +766,9 @@ static int qcow2_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t l
 
 	if (!s->writable)
 		return -EROFS;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_wrlock(&s->free_lock);
 	ret = qcow2_do_zero(s, offset, len, (flags & BLOCK_ZERO_MAY_UNMAP) ?
 			    QCOW2_MODE_ZERO_UNMAP : QCOW2_MODE_ZERO);
@@ -747,6 +783,9 @@ static int qcow2_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 
 	if (!s->writable)
 		return -EROFS;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_wrlock(&s->free_lock);
 	ret = qcow2_do_zero(s, offset, len, QCOW2_MODE_DISCARD);
 	pthread_rwlock_unlock(&s->free_lock);
@@ -777,6 +816,9 @@ static int qcow2_truncate(struct block_node *bs, uint64_t length)
 	length = ROUND_UP(length, 512);
 	if (length > QCOW2_MAX_VIRTUAL_SIZE)
 		return -EFBIG;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_wrlock(&s->free_lock);
 	old = qcow2_size(s);
 	if (length > old) {
@@ -1204,25 +1246,6 @@ static int qcow2_load(struct qcow2 *s, struct error **errp)
 	return qcow2_check_tables(s, errp);
 }
 
-/* Clear autoclear bits we do not maintain (bitmaps), as the spec asks of writers. */
-static int qcow2_clear_autoclear(struct qcow2 *s, struct error **errp)
-{
-	uint8_t zero[8] = { 0 };
-	int ret;
-
-	if (!s->writable || s->hdr.version < 3 || !s->hdr.autoclear_features)
-		return 0;
-	ret = block_node_pwrite(s->bs->file, zero, 8, 88);
-	if (ret == 0)
-		ret = block_node_flush(s->bs->file);
-	if (ret < 0) {
-		error_setg_errno(errp, -ret, "Failed to update the header of '%s'", s->name);
-		return -1;
-	}
-	s->hdr.autoclear_features = 0;
-	return 0;
-}
-
 static void qcow2_free_state(struct qcow2 *s)
 {
 	qcow2_cache_destroy(&s->l2_cache);
@@ -1270,8 +1293,10 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 		log_warnx("qcow2 node '%s': lazy-refcounts ignored, refcounts are kept "
 			  "consistent", bs->node_name);
 	if (qcow2_load(s, errp) < 0 || qcow2_setup_caches(s, options, errp) < 0 ||
-	    qcow2_open_backing(bs, s, options, errp) < 0 || qcow2_clear_autoclear(s, errp) < 0)
+	    qcow2_open_backing(bs, s, options, errp) < 0)
 		goto fail;
+	s->autoclear_pending = s->writable && s->hdr.version >= 3 &&
+			       s->hdr.autoclear_features != 0;
 	if (!bs->filename)
 		bs->filename = xstrdup(s->name);
 	return 0;

@@ -856,6 +856,38 @@ static void test_corrupt_tables(void)
 	free(img);
 }
 
+
+/* Bitmaps: untouched by a writable open, declared inconsistent by the first write. */
+static void test_autoclear_bitmaps(void)
+{
+	char *img = tpath("bm.qcow2");
+	struct block_node *bs;
+	uint8_t h[96], buf[512];
+	int fd;
+
+	CHECK(sh("qemu-img create -q -f qcow2 %s 4M && qemu-img bitmap --add %s b0",
+		 img, img) == 0);
+	bs = open_node("bm", img, false, NULL);
+	CHECK(bs != NULL);
+	if (bs)
+		close_node("bm");
+	fd = open(img, O_RDONLY);
+	CHECK(pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && h[95] == 1);
+	close(fd);
+	CHECK(check_clean(img));
+	bs = open_node("bm", img, false, NULL);
+	CHECK(bs != NULL);
+	if (bs) {
+		memset(buf, 3, sizeof(buf));
+		CHECK(block_node_pwrite(bs, buf, sizeof(buf), 0) == 0);
+		close_node("bm");
+	}
+	fd = open(img, O_RDONLY);
+	CHECK(pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && h[95] == 0);
+	close(fd);
+	free(img);
+}
+
 static const struct unit_test tests[] = {
 	{ "read: every cluster size, compat 0.10 and 1.1", test_read_cluster_sizes },
 	{ "read: refcount widths 1..64", test_read_refcount_bits },
@@ -873,6 +905,7 @@ static const struct unit_test tests[] = {
 	{ "dirty, corrupt and snapshotted images: read-only only", test_dirty_corrupt_snapshots },
 	{ "block status: data, zero clusters, backing, holes", test_block_status },
 	{ "tables pointing at metadata or shared: errors, no damage", test_corrupt_tables },
+	{ "autoclear bitmaps bit cleared at the first write only", test_autoclear_bitmaps },
 	{ NULL, NULL },
 };
 
