@@ -44,9 +44,13 @@ struct qcow2_run {
 	uint64_t file_len;
 };
 
-/* Depth of backing chains being opened (main thread only). */
-static int qcow2_open_depth;
+/*
+ * Backing chains being opened (main thread only): the real paths of the
+ * images on the way down, so that a chain looping back is refused.
+ */
 #define QCOW2_MAX_CHAIN_DEPTH 64
+static int qcow2_open_depth;
+static char *qcow2_open_chain[QCOW2_MAX_CHAIN_DEPTH];
 
 static uint64_t qcow2_size(struct qcow2 *s)
 {
@@ -454,7 +458,7 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 			   uint64_t off, bool excl)
 {
-	uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+	uint64_t last = (off + len - 1) >> s->cluster_bits;
 	struct qcow2_pending *pend = NULL;
 	struct qcow2_alloc_range ar;
 	bool claimed = false;
@@ -511,7 +515,6 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 			len -= n;
 		}
 	}
-	(void)first;
 
 	if (npend) {
 		int r;
@@ -995,11 +998,10 @@ static int qcow2_read_table(struct qcow2 *s, uint64_t off, uint64_t n, uint64_t 
 }
 
 /* "dir/of/image" + "name" unless name is absolute. */
-static char *qcow2_backing_path(struct qcow2 *s, const char *image, const char *name)
+static char *qcow2_backing_path(const char *image, const char *name)
 {
 	char *copy, *path;
 
-	(void)s;
 	if (name[0] == '/' || !image)
 		return xstrdup(name);
 	copy = xstrdup(image);
@@ -1030,6 +1032,13 @@ static int qcow2_probe_format(struct block_node *bs, const char *path, const cha
 	return 0;
 }
 
+static void qcow2_chain_pop(void)
+{
+	qcow2_open_depth--;
+	free(qcow2_open_chain[qcow2_open_depth]);
+	qcow2_open_chain[qcow2_open_depth] = NULL;
+}
+
 static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *options,
 			      struct error **errp)
 {
@@ -1046,10 +1055,10 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 			   s->name, QCOW2_MAX_CHAIN_DEPTH);
 		return -1;
 	}
-	qcow2_open_depth++;
+	qcow2_open_chain[qcow2_open_depth++] = realpath(s->name, NULL);
 	if (ref) {
 		bs->backing = block_node_open_child(ref, true, bs->node_name, errp);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		if (!bs->backing)
 			return -1;
 		s->has_backing = true;
@@ -1060,28 +1069,44 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 		error_setg(errp, "Backing file name '%s' of '%s' is not a plain file name "
 			   "(give the backing node with the 'backing' option)",
 			   s->hdr.backing_file, s->name);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		return -1;
 	}
-	path = qcow2_backing_path(s, bs->file->filename, s->hdr.backing_file);
+	path = qcow2_backing_path(bs->file->filename, s->hdr.backing_file);
+	{
+		char *real = realpath(path, NULL);
+		bool loop = false;
+
+		for (int i = 0; real && i < qcow2_open_depth; i++)
+			if (qcow2_open_chain[i] && !strcmp(qcow2_open_chain[i], real))
+				loop = true;
+		free(real);
+		if (loop) {
+			error_setg(errp, "Backing file '%s' of '%s' loops back into its own "
+				   "backing chain", path, s->name);
+			free(path);
+			qcow2_chain_pop();
+			return -1;
+		}
+	}
 	if (!fmt && qcow2_probe_format(bs, path, &fmt, errp) < 0) {
 		error_prepend(errp, "Could not open backing file of '%s'", s->name);
 		free(path);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		return -1;
 	}
 	if (strcmp(fmt, "qcow2") && strcmp(fmt, "raw")) {
 		error_setg(errp, "Backing file '%s' of '%s' has unsupported format '%s'",
 			   path, s->name, fmt);
 		free(path);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		return -1;
 	}
 	opts = json_pack("{s:s, s:b, s:{s:s, s:s, s:b}}", "driver", fmt, "read-only", 1,
 			 "file", "driver", "file", "filename", path, "read-only", 1);
 	bs->backing = block_node_open_child(opts, true, bs->node_name, errp);
 	json_decref(opts);
-	qcow2_open_depth--;
+	qcow2_chain_pop();
 	if (!bs->backing) {
 		error_prepend(errp, "Could not open backing file '%s' of '%s'", path, s->name);
 		free(path);

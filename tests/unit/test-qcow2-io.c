@@ -888,6 +888,29 @@ static void test_autoclear_bitmaps(void)
 	free(img);
 }
 
+
+/* An image that is its own grand-backing file is refused, not recursed into. */
+static void test_backing_loop(void)
+{
+	struct error *err = NULL;
+	json_t *o;
+
+	CHECK(sh("cd %s && qemu-img create -q -f qcow2 la.qcow2 1M && qemu-img create -q "
+		 "-f qcow2 -b la.qcow2 -F qcow2 lb.qcow2 && qemu-img rebase -q -u -b lb.qcow2 "
+		 "-F qcow2 la.qcow2", tmpdir) == 0);
+	char *la = tpath("la.qcow2");
+
+	o = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "driver", "qcow2", "node-name", "loop",
+		      "read-only", 1, "file", "driver", "file", "filename", la);
+	CHECK(blockdev_add(o, &err) < 0);
+	CHECK(err && strstr(err->msg, "loops back into its own backing chain"));
+	CHECK(err && strlen(err->msg) < 1000);
+	error_free(err);
+	free(la);
+	CHECK(block_node_find("loop") == NULL);
+	json_decref(o);
+}
+
 static const struct unit_test tests[] = {
 	{ "read: every cluster size, compat 0.10 and 1.1", test_read_cluster_sizes },
 	{ "read: refcount widths 1..64", test_read_refcount_bits },
@@ -895,6 +918,7 @@ static const struct unit_test tests[] = {
 	{ "read: backing chains of depth 3, with and without formats",
 	  test_read_backing_chain },
 	{ "backing option: null and node name", test_backing_null_and_ref },
+	{ "backing loop refused", test_backing_loop },
 	{ "write: random writes, zeroes, discards in many layouts", test_write_matrix },
 	{ "write: over compressed clusters", test_write_compressed },
 	{ "write: fill an empty image (table growth)", test_write_fill_empty },
