@@ -138,6 +138,7 @@ struct block_node {
 	char *filename;			/* for queries: the image path */
 	bool read_only;
 	bool implicit;			/* created inline by a parent, deleted with it */
+	bool registered;		/* in the registry (main thread) */
 	/* Users: parents and exports.  Protected by the main thread only. */
 	int refcnt;
 	int write_users;		/* users that write (blocks read-only) */

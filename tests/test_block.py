@@ -394,3 +394,23 @@ def test_aio_native_needs_direct(qmp, img):
     assert add_error(qmp, driver="file", filename=str(img), aio="native",
                      **{"node-name": "n"}) == \
         "aio=native was specified, but it requires cache.direct=on, which was not specified."
+
+
+def test_query_order_with_a_backing_chain_matches_qsd(qmp, qsd, tmp_path):
+    """QEMU lists a node after its file and before its backing chain."""
+    need("qemu-img", QEMU_IMG)
+    base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(base), "1M"], check=True)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2",
+                    str(top)], check=True)
+    shapes = []
+    for c in (qmp, qsd):
+        try:
+            c.cmd("blockdev-add", driver="qcow2", **{"node-name": "t", "read-only": True},
+                  file={"driver": "file", "filename": str(top)})
+        except QMPError as e:
+            pytest.skip(f"no qcow2 driver in this build: {e.desc}")
+        shapes.append([(n["drv"], n["ro"], n["file"], n["node-name"] == "t",
+                        n["backing_file_depth"])
+                       for n in c.cmd("query-named-block-nodes")])
+    assert shapes[0] == shapes[1]
