@@ -633,6 +633,12 @@ static int file_get_passthrough(struct block_node *bs, struct block_passthrough 
 		*why = "not a regular file or block device";
 		return -ENOTSUP;
 	}
+	/* The kernel would send every request as it comes to an O_DIRECT fd,
+	 * and unaligned ones would fail; the bounce buffers are ours. */
+	if (s->align > 1) {
+		*why = "cache.direct=on needs aligned requests";
+		return -ENOTSUP;
+	}
 	pt->fd = s->fd;
 	pt->offset = 0;
 	return 0;

@@ -389,6 +389,13 @@ static void test_direct_unaligned(void)
 	}
 	bs = node("d");
 	CHECK(bs->direct);
+	{
+		struct block_passthrough pt;
+		const char *why = NULL;
+
+		CHECK_EQ(block_node_get_passthrough(bs, &pt, &why), -ENOTSUP);
+		CHECK(why != NULL);
+	}
 	/* Unaligned read through the bounce buffer. */
 	CHECK_EQ(block_node_pread(bs, buf + 1, 10000, 777), 0);
 	CHECK(buf_is_pattern(buf + 1, 10000, 777));
