@@ -414,3 +414,38 @@ def test_query_order_with_a_backing_chain_matches_qsd(qmp, qsd, tmp_path):
                         n["backing_file_depth"])
                        for n in c.cmd("query-named-block-nodes")])
     assert shapes[0] == shapes[1]
+
+
+def test_full_backing_filesystem_gives_enospc(qmp, daemon, tmp_path, mnt):
+    """A file on a full tmpfs: the writer gets ENOSPC, the daemon stays up."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "exportd-test", str(fs)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        img = fs / "sparse.img"
+        with open(img, "wb") as f:
+            f.truncate(8 * MiB)
+        add_file(qmp, "f", img)
+        export_fuse(qmp, "f", mnt, True)
+        err = None
+        fd = os.open(mnt, os.O_WRONLY)
+        try:
+            chunk = b"\x5a" * MiB
+            for i in range(8):
+                os.pwrite(fd, chunk, i * MiB)
+            os.fsync(fd)
+        except OSError as e:
+            err = e
+        finally:
+            try:
+                os.close(fd)
+            except OSError as e:
+                err = err or e
+        assert err is not None and err.errno in (28, 5), err   # ENOSPC (or EIO)
+        assert "f" in nodes(qmp)
+        unexport(qmp, "f")
+        qmp.cmd("blockdev-del", **{"node-name": "f"})
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], capture_output=True)
