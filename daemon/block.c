@@ -159,6 +159,11 @@ static struct block_node *node_open(json_t *options, const char *name,
 		error_setg(errp, "Duplicate nodes with node-name='%s'", name);
 		return NULL;
 	}
+	/* QEMU keeps node names in 32 bytes. */
+	if (strlen(name) >= 32) {
+		error_setg(errp, "Node name too long");
+		return NULL;
+	}
 	drv = block_driver_find(drvname);
 	if (!drv) {
 		error_setg(errp, "Driver '%s' is not available in this build",

@@ -187,6 +187,13 @@ def same_requests(img, tmp_path):
         ("blockdev-add", {"driver": "file", "filename": f}),
         ("blockdev-add", {"driver": "file", "filename": f, "node-name": "1x"}),
         ("blockdev-add", {"driver": "file", "filename": f, "node-name": "a b"}),
+        ("blockdev-add", {"driver": "file", "filename": f, "node-name": "b" * 32}),
+        ("blockdev-add", {"driver": "file", "filename": f, "node-name": "c" * 31}),
+        ("blockdev-del", {"node-name": "c" * 31}),
+        ("blockdev-add", {"driver": "raw", "node-name": "r", "file": {
+            "driver": "file", "filename": f, "node-name": "#x"}}),
+        ("blockdev-add", {"driver": "raw", "node-name": "r", "file": {
+            "driver": "file", "filename": f, "node-name": "r"}}),
         ("blockdev-add", {"driver": "file", "filename": str(tmp_path / "no"),
                           "node-name": "f0"}),
         ("blockdev-add", {"driver": "file", "filename": str(tmp_path), "node-name": "d"}),
