@@ -456,3 +456,63 @@ def test_full_backing_filesystem_gives_enospc(qmp, daemon, tmp_path, mnt):
         qmp.cmd("blockdev-del", **{"node-name": "f"})
     finally:
         subprocess.run(["umount", "-l", str(fs)], capture_output=True)
+
+
+# ---- image locks against qemu-storage-daemon ----
+
+@pytest.fixture
+def qsd_exporting(qsd, tmp_path):
+    """qsd plus cleanup of any FUSE export it made under tmp_path."""
+    from harness import unmount_all_under
+    made = []
+    yield qsd, made
+    for eid in made:
+        try:
+            qsd.cmd("block-export-del", id=eid)
+        except QMPError:
+            pass
+    time.sleep(0.2)
+    unmount_all_under(str(tmp_path))
+
+
+def test_qsd_writable_export_refuses_our_writer(qmp, qsd_exporting, img, mnt, tmp_path):
+    qsd, made = qsd_exporting
+    qmnt = tmp_path / "qsd.raw"
+    qmnt.touch()
+    qsd.cmd("blockdev-add", driver="file", filename=str(img), **{"node-name": "q"})
+    qsd.cmd("block-export-add", type="fuse", id="qe", mountpoint=str(qmnt), writable=True,
+            **{"node-name": "q"})
+    made.append("qe")
+    add_file(qmp, "f", img)
+    with pytest.raises(QMPError) as e:
+        export_fuse(qmp, "f", mnt, True)
+    assert 'Failed to get shared "write" lock' in e.value.desc
+
+
+def test_our_writable_export_refuses_qsd_writer(qmp, qsd_exporting, img, mnt, tmp_path):
+    qsd, made = qsd_exporting
+    add_file(qmp, "f", img)
+    export_fuse(qmp, "f", mnt, True)
+    qmnt = tmp_path / "qsd.raw"
+    qmnt.touch()
+    qsd.cmd("blockdev-add", driver="file", filename=str(img), **{"node-name": "q"})
+    with pytest.raises(QMPError) as e:
+        qsd.cmd("block-export-add", type="fuse", id="qe", mountpoint=str(qmnt),
+                writable=True, **{"node-name": "q"})
+    assert e.value.desc == 'Failed to get "write" lock'
+    unexport(qmp, "f")
+
+
+def test_qsd_qcow2_node_keeps_our_writer_out(qmp, qsd, mnt, tmp_path):
+    need("qemu-img", QEMU_IMG)
+    q = tmp_path / "q.qcow2"
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(q), "1M"], check=True)
+    qsd.cmd("blockdev-add", driver="qcow2", **{"node-name": "q"},
+            file={"driver": "file", "filename": str(q)})
+    add_file(qmp, "f", q)
+    with pytest.raises(QMPError) as e:
+        export_fuse(qmp, "f", mnt, True)
+    assert 'Failed to get "write" lock' in e.value.desc
+    # Reading is shared, as qsd itself allows it.
+    export_fuse(qmp, "f", mnt, False)
+    unexport(qmp, "f")
