@@ -1,0 +1,231 @@
+/*
+ * export.c: the export registry (see export.h): block-export-add/-del,
+ * query-block-exports, refcounts and the two-phase teardown.
+ *
+ * Everything here runs on the main thread except export_ref/export_unref,
+ * which request threads call.  An export is born with one reference, the
+ * registry's.  export_request_shutdown() asks the driver to stop (a FUSE
+ * export unmounts and wakes its threads) and drops the registry's
+ * reference; the threads drop theirs as they leave; the last unref, on
+ * whatever thread, defers export_finish() to the main loop, which lets the
+ * driver free its resources, releases the node, sends BLOCK_EXPORT_DELETED
+ * and frees the export.  Deferring also when the last unref happens on the
+ * main thread keeps the event behind the reply of the command that caused
+ * it, as in QEMU.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "export.h"
+#include "log.h"
+#include "main-loop.h"
+#include "monitor.h"
+#include "util.h"
+
+static TAILQ_HEAD(, export) exports = TAILQ_HEAD_INITIALIZER(exports);
+static int export_live;
+
+static const struct export_driver *const export_drivers[] = {
+	&export_driver_fuse,
+};
+
+/* export_shutdown_all(): called once the last export is gone. */
+static void (*shutdown_done)(void *opaque);
+static void *shutdown_opaque;
+
+static const struct export_driver *export_driver_find(const char *type)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(export_drivers); i++)
+		if (!strcmp(export_drivers[i]->type, type))
+			return export_drivers[i];
+	return NULL;
+}
+
+struct export *export_find(const char *id)
+{
+	struct export *exp;
+
+	TAILQ_FOREACH(exp, &exports, next)
+		if (!strcmp(exp->id, id))
+			return exp;
+	return NULL;
+}
+
+int export_count(void)
+{
+	return export_live;
+}
+
+static bool json_bool_default(json_t *options, const char *key, bool dflt)
+{
+	json_t *v = json_object_get(options, key);
+
+	return v ? json_is_true(v) : dflt;
+}
+
+int export_add(json_t *options, struct error **errp)
+{
+	const char *type = json_string_value(json_object_get(options, "type"));
+	const char *id = json_string_value(json_object_get(options, "id"));
+	const char *node_name = json_string_value(json_object_get(options, "node-name"));
+	const struct export_driver *drv;
+	struct block_node *node;
+	struct export *exp;
+	bool writable, growable, resize;
+
+	if (!type || !id || !node_name) {
+		error_setg(errp, "block-export-add needs 'type', 'id' and 'node-name'");
+		return -1;
+	}
+	drv = export_driver_find(type);
+	if (!drv) {
+		error_setg(errp, "Unknown export type '%s'", type);
+		return -1;
+	}
+	if (export_find(id)) {
+		error_setg(errp, "Block export id '%s' is already in use", id);
+		return -1;
+	}
+	node = block_node_find(node_name);
+	if (!node) {
+		error_setg(errp, "Cannot find device='' nor node-name='%s'", node_name);
+		return -1;
+	}
+	writable = json_bool_default(options, "writable", false);
+	growable = json_bool_default(options, "growable", false);
+	/* As QEMU: writable and growable exports may resize (truncate, fallocate). */
+	resize = writable || growable;
+	{
+		char *who = xasprintf("export '%s'", id);
+		int ret = block_node_acquire_as(node, who, writable, resize, errp);
+
+		free(who);
+		if (ret < 0)
+			return -1;
+	}
+	block_node_ref(node);
+
+	exp = xcalloc(1, drv->instance_size);
+	exp->id = xstrdup(id);
+	exp->drv = drv;
+	exp->node = node;
+	exp->writable = writable;
+	exp->growable = growable;
+	atomic_init(&exp->refcnt, 1);
+	if (drv->create(exp, options, errp) < 0) {
+		block_node_release(node, writable, resize);
+		block_node_unref(node);
+		free(exp->id);
+		free(exp);
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&exports, exp, next);
+	export_live++;
+	log_info("export '%s' added (node '%s', %s)", id, node_name,
+		 writable ? "writable" : "read-only");
+	return 0;
+}
+
+int export_del(const char *id, bool hard, struct error **errp)
+{
+	struct export *exp = export_find(id);
+
+	if (!exp) {
+		error_setg(errp, "Export '%s' is not found", id);
+		return -1;
+	}
+	if (exp->shutting_down) {
+		error_setg(errp, "Export '%s' is already shutting down", id);
+		return -1;
+	}
+	if (!hard && exp->drv->in_use && exp->drv->in_use(exp)) {
+		error_setg(errp, "export '%s' still in use (its file is open; "
+			   "use mode=hard to force client disconnect)", id);
+		return -1;
+	}
+	export_request_shutdown(exp);
+	return 0;
+}
+
+json_t *export_query_all(void)
+{
+	json_t *list = json_array();
+	struct export *exp;
+
+	TAILQ_FOREACH(exp, &exports, next) {
+		json_t *info = json_pack("{s:s, s:s, s:s, s:b}", "id", exp->id,
+					 "type", exp->drv->type,
+					 "node-name", exp->node->node_name,
+					 "shutting-down", exp->shutting_down);
+
+		if (exp->drv->query)
+			exp->drv->query(exp, info);
+		json_array_append_new(list, info);
+	}
+	return list;
+}
+
+void export_ref(struct export *exp)
+{
+	atomic_fetch_add(&exp->refcnt, 1);
+}
+
+static void export_shutdown_check_done(void *opaque)
+{
+	void (*done)(void *opaque) = shutdown_done;
+
+	(void)opaque;
+	if (!done || export_live > 0)
+		return;
+	shutdown_done = NULL;
+	done(shutdown_opaque);
+}
+
+/* Main thread, once nobody references exp any more. */
+static void export_finish(void *opaque)
+{
+	struct export *exp = opaque;
+	bool resize = exp->writable || exp->growable;
+
+	exp->drv->delete(exp);
+	TAILQ_REMOVE(&exports, exp, next);
+	export_live--;
+	block_node_release(exp->node, exp->writable, resize);
+	block_node_unref(exp->node);
+	log_info("export '%s' deleted", exp->id);
+	qmp_send_event("BLOCK_EXPORT_DELETED", json_pack("{s:s}", "id", exp->id));
+	free(exp->id);
+	free(exp);
+	export_shutdown_check_done(NULL);
+}
+
+void export_unref(struct export *exp)
+{
+	if (atomic_fetch_sub(&exp->refcnt, 1) == 1)
+		main_loop_defer(export_finish, exp);
+}
+
+void export_request_shutdown(struct export *exp)
+{
+	if (exp->shutting_down)
+		return;
+	exp->shutting_down = true;
+	exp->drv->request_shutdown(exp);
+	/* The registry's reference. */
+	export_unref(exp);
+}
+
+void export_shutdown_all(void (*done)(void *opaque), void *opaque)
+{
+	struct export *exp;
+
+	shutdown_done = done;
+	shutdown_opaque = opaque;
+	/* Safe: exports leave the list only in export_finish(), deferred. */
+	TAILQ_FOREACH(exp, &exports, next)
+		export_request_shutdown(exp);
+	/* Deferred, so that done() never runs inside its caller. */
+	main_loop_defer(export_shutdown_check_done, NULL);
+}

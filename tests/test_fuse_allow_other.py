@@ -1,0 +1,187 @@
+"""allow-other off/on/auto, checked with a second, non-root user that the
+test creates (and removes), and auto's fallback when exportd itself runs
+as a user that /etc/fuse.conf does not allow allow_other."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from fusetest import (QMPError, add_export, add_file_node, export_cleanup, export_info,
+                      mounted, need, random_image)
+from harness import QMPClient, build_path
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def other_user():
+    need("useradd")
+    need("setpriv")
+    if os.geteuid() != 0:
+        pytest.skip("creating a second user needs root")
+    name = "exportdt%s" % uuid.uuid4().hex[:8]
+    subprocess.run(["useradd", "-r", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    try:
+        import pwd
+        pw = pwd.getpwnam(name)
+        yield pw
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every user can reach (pytest's tmp_path is 0700)."""
+    d = tempfile.mkdtemp(prefix="exportd-ao-", dir="/tmp")
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        for line in open("/proc/self/mountinfo"):
+            p = line.split()[4]
+            if p.startswith(d + "/"):
+                subprocess.run(["umount", "-l", p], check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def as_user(pw, *cmd):
+    return subprocess.run(["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
+                           "--clear-groups", "--"] + list(cmd),
+                          capture_output=True, timeout=30)
+
+
+def setup_export(qmp, shared_dir, allow_other):
+    img = random_image(os.path.join(shared_dir, "t.raw"), MiB)
+    os.chmod(img, 0o644)
+    mp = os.path.join(shared_dir, "t.fuse")
+    open(mp, "w").close()
+    add_file_node(qmp, "f", img)
+    add_export(qmp, "e", "f", mp, allow_other=allow_other)
+    return img, mp
+
+
+def test_allow_other_off(qmp, other_user, shared_dir):
+    try:
+        img, mp = setup_export(qmp, shared_dir, "off")
+        assert export_info(qmp, "e")["x-allow-other"] is False
+        # Without allow_other, group/other bits make no sense: EPERM.
+        with pytest.raises(PermissionError):
+            os.chmod(mp, 0o444)
+        r = as_user(other_user, "cat", mp)
+        assert r.returncode != 0
+        assert b"Permission denied" in r.stderr
+    finally:
+        export_cleanup(qmp, os.path.join(shared_dir, "t.fuse"))
+
+
+def test_allow_other_on(qmp, other_user, shared_dir):
+    try:
+        img, mp = setup_export(qmp, shared_dir, "on")
+        assert export_info(qmp, "e")["x-allow-other"] is True
+        # default_permissions: the mode decides.
+        r = as_user(other_user, "cat", mp)
+        assert r.returncode != 0
+        os.chmod(mp, 0o444)
+        r = as_user(other_user, "cat", mp)
+        assert r.returncode == 0, r.stderr
+        with open(img, "rb") as f:
+            assert r.stdout == f.read()
+        # uid/gid can change with allow_other.
+        os.chown(mp, other_user.pw_uid, other_user.pw_gid)
+        st = os.stat(mp)
+        assert (st.st_uid, st.st_gid) == (other_user.pw_uid, other_user.pw_gid)
+    finally:
+        export_cleanup(qmp, os.path.join(shared_dir, "t.fuse"))
+
+
+def test_allow_other_auto_as_root(qmp, other_user, shared_dir):
+    try:
+        img, mp = setup_export(qmp, shared_dir, "auto")
+        assert export_info(qmp, "e")["x-allow-other"] is True
+        os.chmod(mp, 0o444)
+        r = as_user(other_user, "cat", mp)
+        assert r.returncode == 0, r.stderr
+    finally:
+        export_cleanup(qmp, os.path.join(shared_dir, "t.fuse"))
+
+
+def user_allow_other_configured():
+    try:
+        with open("/etc/fuse.conf") as f:
+            return any(line.strip() == "user_allow_other" for line in f)
+    except OSError:
+        return False
+
+
+def test_auto_falls_back_for_users(other_user, shared_dir):
+    """exportd run by a user: allow_other is refused by fusermount3, auto
+    falls back, on fails clearly; passthrough (CAP_SYS_ADMIN) falls back
+    to the userspace path and says why."""
+    need("fusermount3")
+    if os.stat("/dev/fuse").st_mode & 0o006 != 0o006:
+        pytest.skip("/dev/fuse is not open to other users on this machine (mode %o), so "
+                    "exportd cannot mount as one" % (os.stat("/dev/fuse").st_mode & 0o777))
+    if user_allow_other_configured():
+        pytest.skip("/etc/fuse.conf has user_allow_other, so there is nothing to fall back from")
+    exportd = build_path("exportd")
+    home = os.path.join(shared_dir, "home")
+    os.mkdir(home)
+    os.chown(home, other_user.pw_uid, other_user.pw_gid)
+    img = random_image(os.path.join(home, "t.raw"), MiB)
+    mp = os.path.join(home, "t.fuse")
+    open(mp, "w").close()
+    for p in (img, mp):
+        os.chown(p, other_user.pw_uid, other_user.pw_gid)
+    sock = os.path.join(home, "s.sock")
+    log = open(os.path.join(home, "log"), "wb")
+    proc = subprocess.Popen(["setpriv", "--reuid=%d" % other_user.pw_uid,
+                             "--regid=%d" % other_user.pw_gid, "--clear-groups", "--",
+                             exportd, "--socket", sock, "--log-level", "debug"],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            env=dict(os.environ, HOME=home))
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock):
+            if proc.poll() is not None:
+                pytest.skip("exportd cannot run as another user here (exit %d): %s"
+                            % (proc.returncode, open(os.path.join(home, "log")).read()))
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        qmp = QMPClient(sock)
+        try:
+            add_file_node(qmp, "f", img, read_only=True)
+            with pytest.raises(QMPError) as exc:
+                add_export(qmp, "on", "f", mp, allow_other="on")
+            assert exc.value.desc == "Failed to mount FUSE session to export"
+            assert not mounted(mp)
+            add_export(qmp, "e", "f", mp, allow_other="auto")
+            info = export_info(qmp, "e")
+            assert info["x-allow-other"] is False
+            assert info["x-data-path"] == "userspace"
+            assert "BACKING_OPEN" in info["x-data-path-reason"]
+            r = as_user(other_user, "cat", mp)
+            assert r.returncode == 0, r.stderr
+            with open(img, "rb") as f:
+                assert r.stdout == f.read()
+            # Root is "other" too for a user's mount without allow_other.
+            with pytest.raises(PermissionError):
+                open(mp, "rb")
+        finally:
+            qmp.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert not mounted(mp)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        if mounted(mp):
+            subprocess.run(["umount", "-l", mp], check=False)

@@ -1,0 +1,219 @@
+"""Data-plane behaviour of FUSE exports under real load: data safety,
+concurrent writes at queue depth 16 (fio --verify), QMP while saturated,
+removal under load, and a backing file that runs out of space."""
+
+import errno
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from fusetest import (add_export, add_file_node, del_export, export_cleanup, mounted,
+                      need, random_image, wait_deleted)
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def mp(tmp_path):
+    p = tmp_path / "t.fuse"
+    p.touch()
+    return p
+
+
+def fio(*args, timeout=120):
+    return subprocess.run(["fio", "--output-format=terse", "--terse-version=3"] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_random_writes_fsync_then_compare(qmp, tmp_path, mp, threads):
+    img = random_image(tmp_path / "t.raw", 16 * MiB, seed=3)
+    ref = bytearray(img.read_bytes())
+    add_file_node(qmp, "f", img)
+    rnd = random.Random(7)
+    try:
+        add_export(qmp, "e", "f", mp, writable=True, num_threads=threads)
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            for i in range(400):
+                off = rnd.randrange(0, len(ref) - 1)
+                n = min(rnd.choice([1, 100, 512, 4096, 65536, 300000]), len(ref) - off)
+                buf = rnd.randbytes(n)
+                assert os.pwrite(fd, buf, off) == n
+                ref[off:off + n] = buf
+                if i % 50 == 0:
+                    os.fsync(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        del_export(qmp, "e")
+    finally:
+        export_cleanup(qmp, mp)
+    assert img.read_bytes() == bytes(ref)
+
+
+def test_fio_verify_iodepth16(qmp, tmp_path, mp):
+    need("fio")
+    img = tmp_path / "t.raw"
+    with open(img, "wb") as f:
+        f.truncate(64 * MiB)
+    add_file_node(qmp, "f", img)
+    try:
+        add_export(qmp, "e", "f", mp, writable=True, num_threads=4)
+        r = fio("--name=verify", "--filename=%s" % mp, "--ioengine=libaio", "--direct=1",
+                "--iodepth=16", "--rw=randwrite", "--bs=4k", "--size=32M",
+                "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
+                "--verify_state_save=0", "--randrepeat=0")
+        assert r.returncode == 0, r.stdout + r.stderr
+        # Mixed sizes too: requests up to 1 MiB split across threads.
+        r = fio("--name=verify2", "--filename=%s" % mp, "--ioengine=libaio", "--direct=1",
+                "--iodepth=16", "--rw=randwrite", "--bsrange=4k-1m", "--size=32M",
+                "--offset=32M", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
+                "--verify_state_save=0")
+        assert r.returncode == 0, r.stdout + r.stderr
+        del_export(qmp, "e")
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_overlapping_writes_same_sector(qmp, tmp_path, mp):
+    """Many threads write whole sectors to the same place: every sector of
+    the result is one of the written patterns, never a mix."""
+    img = tmp_path / "t.raw"
+    with open(img, "wb") as f:
+        f.truncate(MiB)
+    add_file_node(qmp, "f", img)
+    patterns = [bytes([i]) * 4096 for i in range(1, 9)]
+    try:
+        add_export(qmp, "e", "f", mp, writable=True, num_threads=4, passthrough="off")
+
+        def writer(p):
+            fd = os.open(mp, os.O_WRONLY | os.O_DIRECT)
+            buf = bytearray(p)
+            import mmap
+            m = mmap.mmap(-1, 4096)
+            m.write(bytes(buf))
+            try:
+                for _ in range(200):
+                    os.pwritev(fd, [m], 8192)
+            finally:
+                os.close(fd)
+                m.close()
+
+        ts = [threading.Thread(target=writer, args=(p,)) for p in patterns]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        data = mp.read_bytes()[8192:12288]
+        assert data in patterns
+        del_export(qmp, "e")
+    finally:
+        export_cleanup(qmp, mp)
+    assert img.read_bytes()[8192:12288] in patterns
+
+
+def test_qmp_responsive_while_saturated(daemon, qmp, tmp_path, mp):
+    need("fio")
+    img = random_image(tmp_path / "t.raw", 64 * MiB)
+    add_file_node(qmp, "f", img)
+    other = daemon.new_client()
+    try:
+        add_export(qmp, "e", "f", mp, passthrough="off")
+        proc = subprocess.Popen(["fio", "--name=load", "--filename=%s" % mp,
+                                 "--ioengine=libaio", "--direct=1", "--iodepth=32",
+                                 "--rw=randread", "--bs=4k", "--numjobs=2",
+                                 "--time_based", "--runtime=4", "--group_reporting"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            worst = 0.0
+            n = 0
+            while proc.poll() is None and n < 200:
+                start = time.monotonic()
+                assert other.cmd("query-block-exports")[0]["id"] == "e"
+                worst = max(worst, time.monotonic() - start)
+                n += 1
+                time.sleep(0.01)
+        finally:
+            proc.wait(timeout=30)
+        assert n > 20
+        # Responsive, not fast: `make bench` measures the latency figures.
+        assert worst < 1.0, worst
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_delete_while_fio_runs(daemon, qmp, tmp_path, mp):
+    need("fio")
+    img = tmp_path / "t.raw"
+    with open(img, "wb") as f:
+        f.truncate(64 * MiB)
+    add_file_node(qmp, "f", img)
+    try:
+        add_export(qmp, "e", "f", mp, writable=True)
+        proc = subprocess.Popen(["fio", "--name=load", "--filename=%s" % mp,
+                                 "--ioengine=libaio", "--direct=1", "--iodepth=16",
+                                 "--rw=randrw", "--bs=4k", "--time_based", "--runtime=20"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            assert proc.poll() is None
+            qmp.cmd("block-export-del", id="e", mode="hard")
+            wait_deleted(qmp, "e", timeout=10)
+            assert not mounted(mp)
+            # fio sees errors and ends; nothing hangs.
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert qmp.cmd("query-block-exports") == []
+        assert daemon.proc.poll() is None
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_full_backing_file_gives_enospc(daemon, qmp, tmp_path, mp):
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(small)], check=True)
+    try:
+        img = small / "t.raw"
+        with open(img, "wb") as f:
+            f.truncate(16 * MiB)   # sparse: room for 2 MiB only
+        add_file_node(qmp, "f", img)
+        try:
+            add_export(qmp, "e", "f", mp, writable=True)
+            fd = os.open(mp, os.O_WRONLY)
+            got = None
+            try:
+                for i in range(16):
+                    try:
+                        os.pwrite(fd, os.urandom(MiB), i * MiB)
+                        os.fsync(fd)
+                    except OSError as e:
+                        got = e.errno
+                        break
+            finally:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            assert got == errno.ENOSPC
+            # The daemon is fine and the export still serves.
+            assert qmp.cmd("query-block-exports")[0]["id"] == "e"
+            with open(mp, "rb") as f:
+                assert len(f.read(4096)) == 4096
+            del_export(qmp, "e")
+            qmp.cmd("blockdev-del", **{"node-name": "f"})
+        finally:
+            export_cleanup(qmp, mp)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+    assert daemon.proc.poll() is None

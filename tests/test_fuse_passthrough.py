@@ -1,0 +1,209 @@
+"""FUSE passthrough (Linux 6.9+): where the kernel serves an export's reads
+and writes from the image itself, where it must not, and what
+query-block-exports says about it.  The semantics tests of test_fuse_308
+run with passthrough off and auto; these check the data path itself."""
+
+import errno
+import os
+import subprocess
+
+import pytest
+
+from fusetest import (QMPError, add_export, add_file_node, del_export, export_cleanup,
+                      export_info, mounted, need, random_image)
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def mp(tmp_path):
+    p = tmp_path / "t.fuse"
+    p.touch()
+    return p
+
+
+@pytest.fixture
+def img(tmp_path):
+    return random_image(tmp_path / "t.raw", 16 * MiB)
+
+
+@pytest.fixture
+def loopdev(img):
+    """A block device: a loop device over img."""
+    need("losetup")
+    r = subprocess.run(["losetup", "--find", "--show", str(img)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip("no loop device available (%s), so block devices cannot be tested"
+                    % r.stderr.strip())
+    dev = r.stdout.strip()
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def kernel_has_passthrough(info):
+    if info["x-data-path"] != "passthrough" and "FUSE_PASSTHROUGH" in info["x-data-path-reason"]:
+        pytest.skip("this kernel has no FUSE passthrough: %s" % info["x-data-path-reason"])
+
+
+def test_readonly_file_served_by_kernel(qmp, img, mp):
+    add_file_node(qmp, "f", img)
+    try:
+        add_export(qmp, "e", "f", mp)
+        info = export_info(qmp, "e")
+        kernel_has_passthrough(info)
+        assert info["x-data-path"] == "passthrough", info["x-data-path-reason"]
+        assert mp.read_bytes() == img.read_bytes()
+        # O_DIRECT goes to the image too.
+        fd = os.open(mp, os.O_RDONLY | os.O_DIRECT)
+        try:
+            import mmap
+            buf = mmap.mmap(-1, 65536)
+            assert os.preadv(fd, [buf], MiB) == 65536
+            assert bytes(buf) == img.read_bytes()[MiB:MiB + 65536]
+        finally:
+            os.close(fd)
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_writable_block_device(qmp, img, loopdev, mp):
+    """Writable exports are served in userspace, and say why; writes land
+    on the device, and it cannot grow."""
+    add_file_node(qmp, "d", loopdev)
+    pattern = os.urandom(65536)
+    try:
+        add_export(qmp, "e", "d", mp, writable=True)
+        info = export_info(qmp, "e")
+        assert info["x-data-path"] == "userspace"
+        assert "the export is writable" in info["x-data-path-reason"]
+        size = os.stat(mp).st_size
+        assert size == 16 * MiB
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            assert os.pwrite(fd, pattern, 3 * MiB) == 65536
+            os.fsync(fd)
+            assert os.pread(fd, 65536, 3 * MiB) == pattern
+            # A fixed-size export cannot grow.
+            with pytest.raises(OSError) as exc:
+                os.pwrite(fd, b"x" * 4096, size)
+            assert exc.value.errno in (errno.ENOSPC, errno.EIO)
+        finally:
+            os.close(fd)
+        assert os.stat(mp).st_size == size
+        del_export(qmp, "e")
+    finally:
+        export_cleanup(qmp, mp)
+    with open(loopdev, "rb") as f:
+        f.seek(3 * MiB)
+        assert f.read(65536) == pattern
+
+
+def test_readonly_block_device_is_userspace(qmp, img, loopdev, mp):
+    """The kernel takes regular files only as backing files."""
+    add_file_node(qmp, "d", loopdev, read_only=True)
+    try:
+        add_export(qmp, "e", "d", mp)
+        info = export_info(qmp, "e")
+        assert info["x-data-path"] == "userspace"
+        assert "block device" in info["x-data-path-reason"]
+        assert mp.read_bytes() == img.read_bytes()
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_write_open_refused_beside_passthrough_readers(qmp, img, mp):
+    """Root may open a read-only export for writing (CAP_DAC_OVERRIDE); on a
+    passthrough export that is refused at open, also while readers have
+    it open (the kernel lets no other kind of handle join passthrough ones)."""
+    add_file_node(qmp, "f", img)
+    before = img.read_bytes()
+    try:
+        add_export(qmp, "e", "f", mp)
+        kernel_has_passthrough(export_info(qmp, "e"))
+        rfd = os.open(mp, os.O_RDONLY)
+        try:
+            with pytest.raises(PermissionError):
+                os.open(mp, os.O_RDWR)
+            assert os.pread(rfd, 4096, 0) == before[:4096]
+        finally:
+            os.close(rfd)
+        with pytest.raises(PermissionError):
+            os.open(mp, os.O_WRONLY)
+    finally:
+        export_cleanup(qmp, mp)
+    assert img.read_bytes() == before
+
+
+@pytest.mark.parametrize("case,opts,reason", [
+    ("off", {"passthrough": "off"}, "passthrough: off"),
+    ("growable", {"writable": True, "growable": True}, "growable"),
+    ("writable", {"writable": True}, "the export is writable"),
+])
+def test_fallback_reasons(qmp, img, mp, case, opts, reason):
+    add_file_node(qmp, "f", img)
+    try:
+        add_export(qmp, "e", "f", mp, **opts)
+        info = export_info(qmp, "e")
+        assert info["x-data-path"] == "userspace"
+        assert reason in info["x-data-path-reason"], info
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_fallback_raw_window(qmp, img, mp):
+    add_file_node(qmp, "f", img)
+    qmp.cmd("blockdev-add", driver="raw", file="f", offset=MiB, **{"node-name": "r"})
+    try:
+        add_export(qmp, "e", "r", mp)
+        info = export_info(qmp, "e")
+        assert info["x-data-path"] == "userspace"
+        assert "offset" in info["x-data-path-reason"], info
+        assert mp.read_bytes() == img.read_bytes()[MiB:]
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_raw_over_whole_file_passes_through(qmp, img, mp):
+    add_file_node(qmp, "f", img)
+    qmp.cmd("blockdev-add", driver="raw", file="f", **{"node-name": "r"})
+    try:
+        add_export(qmp, "e", "r", mp)
+        info = export_info(qmp, "e")
+        kernel_has_passthrough(info)
+        assert info["x-data-path"] == "passthrough", info["x-data-path-reason"]
+        assert mp.read_bytes() == img.read_bytes()
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_on_refuses_when_not_possible(qmp, img, mp):
+    add_file_node(qmp, "f", img)
+    with pytest.raises(QMPError) as exc:
+        add_export(qmp, "e", "f", mp, writable=True, growable=True, passthrough="on")
+    assert exc.value.desc.startswith("Cannot use FUSE passthrough for export 'e': ")
+    assert "growable" in exc.value.desc
+    assert not mounted(mp)
+    assert qmp.cmd("query-block-exports") == []
+
+
+def test_safe_delete_counts_passthrough_handles(qmp, img, mp):
+    add_file_node(qmp, "f", img)
+    try:
+        add_export(qmp, "e", "f", mp)
+        kernel_has_passthrough(export_info(qmp, "e"))
+        f = open(mp, "rb")
+        try:
+            f.read(4096)
+            assert export_info(qmp, "e")["x-open-handles"] == 1
+            with pytest.raises(QMPError) as exc:
+                qmp.cmd("block-export-del", id="e")
+            assert "still in use" in exc.value.desc
+        finally:
+            f.close()
+        del_export(qmp, "e")
+        assert not mounted(mp)
+    finally:
+        export_cleanup(qmp, mp)
