@@ -29,25 +29,13 @@ static unsigned long block_name_counter;
 /* The node whose driver is opening right now, for option inheritance. */
 static struct block_node *block_opening;
 
-/*
- * The qcow2 driver is another module; it is built in when its source is
- * in the tree (so that this file builds before it lands).
- */
-#if defined(__has_include)
-#if __has_include("block-qcow2.c")
-#define BLOCK_HAVE_QCOW2 1
-#endif
-#endif
-
 const struct block_driver *block_driver_find(const char *name)
 {
 	static const struct block_driver *const drivers[] = {
 		&block_driver_file,
 		&block_driver_host_device,
 		&block_driver_raw,
-#ifdef BLOCK_HAVE_QCOW2
 		&block_driver_qcow2,
-#endif
 	};
 
 	if (!name)
