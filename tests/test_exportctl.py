@@ -424,12 +424,19 @@ def test_del_unknown_id_fails(daemon):
 def test_del_safe_refuses_open_file_and_hard_forces(daemon, qmp, fuse, tmp_path, raw_image):
     mp = tmp_path / "busy.raw"
     ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image)
-    with open(mp, "rb") as f:
+    fd = os.open(mp, os.O_RDONLY)
+    try:
         r = exportctl(daemon, "del", "busy")
         assert r.returncode == 1, "safe mode must refuse while the file is open"
+        assert r.stderr.startswith("exportctl: ")
         assert [e["id"] for e in qmp.cmd("query-block-exports")] == ["busy"]
         r = ok(daemon, "del", "--hard", "busy")
         assert "deleted export busy" in r.stdout
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass    # ENOTCONN: the file system under it is gone, as asked
     assert not mounted(mp)
     assert node_names(qmp) == []
 
