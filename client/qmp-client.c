@@ -373,6 +373,11 @@ json_t *qmp_client_wait_event(struct qmp_client *c, const char *name,
 	}
 }
 
+bool qmp_client_has_buffered(struct qmp_client *c)
+{
+	return c->len && memchr(c->buf, '\n', c->len);
+}
+
 json_t *qmp_client_take_event(struct qmp_client *c)
 {
 	json_t *ev;
