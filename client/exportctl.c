@@ -263,7 +263,7 @@ static int cmd_add(struct ctl *ctl)
 	 * From here on add either completes or rolls back: a Ctrl-C between
 	 * blockdev-add and block-export-add must not strand the nodes, so the
 	 * signals that would end exportctl wait until it is done (SIGQUIT,
-	 * Ctrl-\\, is left as the way out of a daemon that never answers).
+	 * Ctrl-\, is left as the way out of a daemon that never answers).
 	 */
 	block_interrupts();
 	exports = qmp_must(ctl, "query-block-exports", NULL);
