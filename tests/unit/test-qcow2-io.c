@@ -911,6 +911,113 @@ static void test_backing_loop(void)
 	json_decref(o);
 }
 
+
+struct mixer {
+	struct block_node *bs;
+	uint8_t *ref;		/* shared; each thread touches only its clusters */
+	uint64_t size, cs, seed;
+	int id, nthreads, ret;
+};
+
+/* Random writes, zeroes, discards and reads, each within one of our clusters. */
+static void *mixer_main(void *opaque)
+{
+	struct mixer *m = opaque;
+	uint64_t x = m->seed, nclusters = m->size / m->cs;
+	uint8_t *buf = xmalloc(m->cs);
+
+	for (int i = 0; i < 400 && !m->ret; i++) {
+		uint64_t cl, in, len, kind;
+		int ret = 0;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		cl = (x % (nclusters / m->nthreads)) * m->nthreads + (uint64_t)m->id;
+		in = (x >> 20) % m->cs;
+		len = 1 + (x >> 40) % (m->cs - in);
+		kind = (x >> 8) % 8;
+		if (kind == 7) {
+			in = 0;
+			len = m->cs;
+		}
+		switch (kind) {
+		case 0: case 1: case 2: case 3:
+			memset(buf, (int)(x >> 56) | 1, len);
+			ret = block_node_pwrite(m->bs, buf, len, cl * m->cs + in);
+			memcpy(m->ref + cl * m->cs + in, buf, len);
+			break;
+		case 4:
+			ret = block_node_write_zeroes(m->bs, cl * m->cs + in, len,
+						      BLOCK_ZERO_MAY_UNMAP);
+			memset(m->ref + cl * m->cs + in, 0, len);
+			break;
+		case 5: case 6:
+			ret = block_node_pread(m->bs, buf, len, cl * m->cs + in);
+			if (ret == 0 && memcmp(buf, m->ref + cl * m->cs + in, len))
+				ret = -EILSEQ;
+			break;
+		case 7:
+			ret = block_node_discard(m->bs, cl * m->cs, m->cs);
+			memset(m->ref + cl * m->cs, 0, m->cs);
+			break;
+		}
+		if (ret < 0) {
+			fprintf(stderr, "    thread %d op %llu: %s\n", m->id,
+				(unsigned long long)kind, strerror(-ret));
+			m->ret = ret;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Reads, writes, zeroes and discards from several threads at once. */
+static void test_concurrent_mixed(void)
+{
+	char *img = tpath("mx.qcow2"), *raw = tpath("mx.raw");
+	uint64_t size = 8 << 20, cs = 4096;
+	struct mixer m[4];
+	pthread_t th[4];
+	struct block_node *bs;
+	uint8_t *ref;
+	int fd;
+
+	make_raw(raw, size);
+	CHECK(sh("qemu-img convert -f raw -O qcow2 -o cluster_size=4k %s %s", raw, img) == 0);
+	{
+		uint64_t n;
+
+		ref = read_file(raw, &n);
+		CHECK(ref && n == size);
+	}
+	bs = open_node("mx", img, false, NULL);
+	CHECK(bs != NULL);
+	if (!bs || !ref)
+		goto out;
+	for (int i = 0; i < 4; i++) {
+		m[i] = (struct mixer){ .bs = bs, .ref = ref, .size = size, .cs = cs,
+				       .seed = 0x9e3779b97f4a7c15ULL * (i + 1), .id = i,
+				       .nthreads = 4 };
+		pthread_create(&th[i], NULL, mixer_main, &m[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_EQ(m[i].ret, 0);
+	}
+	fd = open(raw, O_WRONLY);
+	CHECK(pwrite(fd, ref, size, 0) == (ssize_t)size);
+	close(fd);
+	CHECK(node_matches_raw(bs, raw));
+	close_node("mx");
+	CHECK(check_clean(img));
+	CHECK(compare(img, raw));
+out:
+	free(ref);
+	free(img);
+	free(raw);
+}
+
 static const struct unit_test tests[] = {
 	{ "read: every cluster size, compat 0.10 and 1.1", test_read_cluster_sizes },
 	{ "read: refcount widths 1..64", test_read_refcount_bits },
@@ -925,6 +1032,7 @@ static const struct unit_test tests[] = {
 	{ "write: copy-on-write from a backing chain", test_write_backing },
 	{ "resize: shrink and grow", test_resize },
 	{ "concurrent writers in the same clusters", test_concurrent_same_cluster },
+	{ "concurrent reads, writes, zeroes, discards", test_concurrent_mixed },
 	{ "refusals: encryption, data file, extended L2, not qcow2", test_refusals },
 	{ "dirty, corrupt and snapshotted images: read-only only", test_dirty_corrupt_snapshots },
 	{ "block status: data, zero clusters, backing, holes", test_block_status },
