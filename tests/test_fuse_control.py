@@ -246,3 +246,31 @@ def test_many_exports_one_node(qmp, node, img, tmp_path):
         assert not any(mounted(p) for p in mps)
     finally:
         export_cleanup(qmp, *mps)
+
+
+def test_iothread_accepted_and_ignored(qmp, node, mp, daemon):
+    """qsd command lines name iothreads; exportd serves each export on its
+    own request threads, so it accepts them, says so, and ignores them."""
+    try:
+        add_export(qmp, "e", node, mp, iothread="iothread0", fixed_iothread=True)
+        assert mounted(mp)
+        assert "iothread 'iothread0' ignored" in daemon.log()
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_writethrough(qmp, node, img, mp):
+    data = os.urandom(8192)
+    try:
+        add_export(qmp, "e", node, mp, writable=True, writethrough=True)
+        fd = os.open(mp, os.O_WRONLY)
+        try:
+            assert os.pwrite(fd, data, 4096) == 8192
+        finally:
+            os.close(fd)
+        # Flushed after the write: visible in the image right away.
+        with open(img, "rb") as f:
+            f.seek(4096)
+            assert f.read(8192) == data
+    finally:
+        export_cleanup(qmp, mp)
