@@ -89,12 +89,41 @@ enum fuse_data_path {
 
 struct fuse_export;
 
+/*
+ * Per-export statistics, kept per thread (each thread writes only its own,
+ * so the hot path shares no cache line) and summed by queries.
+ */
+enum fuse_stat_op {
+	FUSE_STAT_READ,
+	FUSE_STAT_WRITE,
+	FUSE_STAT_FLUSH,	/* FLUSH and FSYNC */
+	FUSE_STAT_FALLOCATE,
+	FUSE_STAT_OTHER,	/* everything else the kernel asks */
+	FUSE_STAT_NOPS,
+};
+
+static const char *const fuse_stat_names[FUSE_STAT_NOPS] = {
+	"read", "write", "flush", "fallocate", "other",
+};
+
+/* Latency buckets: [0, 1us), [1us, 2us), [2us, 4us), ..., [2^30us, inf). */
+#define FUSE_STAT_BUCKETS 32
+
+struct fuse_op_stats {
+	atomic_uint_least64_t requests, bytes, errors;
+	atomic_uint_least64_t latency[FUSE_STAT_BUCKETS];
+};
+
 struct fuse_thread {
 	struct fuse_export *fe;
 	int fd;
 	pthread_t tid;
 	bool started;
 	char *buf;		/* FUSE_EXPORT_BUF_SIZE, page-aligned */
+	/* Outcome of the request being handled, for the statistics. */
+	int last_err;
+	uint64_t last_bytes;
+	struct fuse_op_stats stats[FUSE_STAT_NOPS];
 };
 
 struct fuse_export {
@@ -214,6 +243,13 @@ static void fuse_export_halt(struct fuse_export *fe, const char *why)
 	main_loop_defer(fuse_export_halt_cb, fe);
 }
 
+/* Reply with an error (or 0), remembering it for the statistics. */
+static int fuse_thread_reply_err(struct fuse_thread *t, uint64_t unique, int err)
+{
+	t->last_err = err;
+	return fuse_proto_reply_err(t->fd, unique, err);
+}
+
 static int fuse_export_reply_attr(struct fuse_thread *t, const struct fuse_request *req)
 {
 	struct fuse_export *fe = t->fe;
@@ -225,7 +261,7 @@ static int fuse_export_reply_attr(struct fuse_thread *t, const struct fuse_reque
 
 	len = block_node_length(bs);
 	if (len < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-len);
+		return fuse_thread_reply_err(t, req->unique, (int)-len);
 	alloc = block_node_allocated_size(bs);
 	/* As QEMU: without an allocated size, claim the whole length. */
 	blocks = alloc <= 0 ? DIV_ROUND_UP(len, 512) : DIV_ROUND_UP(alloc, 512);
@@ -281,22 +317,22 @@ static int fuse_op_setattr(struct fuse_thread *t, const struct fuse_request *req
 	if (fe->allow_other)
 		supported |= FATTR_UID | FATTR_GID;
 	if (to_set & ~supported)
-		return fuse_proto_reply_err(t->fd, req->unique, ENOTSUP);
+		return fuse_thread_reply_err(t, req->unique, ENOTSUP);
 
 	if (to_set & FATTR_MODE) {
 		/* Without allow_other, nobody but the owner can get in anyway. */
 		if (!fe->allow_other && (in.mode & (S_IRWXG | S_IRWXO)))
-			return fuse_proto_reply_err(t->fd, req->unique, EPERM);
+			return fuse_thread_reply_err(t, req->unique, EPERM);
 		/* +w makes no sense on a read-only export. */
 		if (!fe->common.writable && (in.mode & (S_IWUSR | S_IWGRP | S_IWOTH)))
-			return fuse_proto_reply_err(t->fd, req->unique, EROFS);
+			return fuse_thread_reply_err(t, req->unique, EROFS);
 	}
 	if (to_set & FATTR_SIZE) {
 		if (!fe->common.writable)
-			return fuse_proto_reply_err(t->fd, req->unique, EACCES);
+			return fuse_thread_reply_err(t, req->unique, EACCES);
 		ret = fuse_export_resize(fe, in.size, false);
 		if (ret < 0)
-			return fuse_proto_reply_err(t->fd, req->unique, -ret);
+			return fuse_thread_reply_err(t, req->unique, -ret);
 	}
 	if (to_set & FATTR_MODE)
 		atomic_store(&fe->st_mode, (in.mode & 07777) | S_IFREG);
@@ -328,7 +364,7 @@ static int fuse_op_open(struct fuse_thread *t, const struct fuse_request *req)
 			 * refuse, as the mode says.
 			 */
 			pthread_mutex_unlock(&fe->lock);
-			return fuse_proto_reply_err(t->fd, req->unique, EACCES);
+			return fuse_thread_reply_err(t, req->unique, EACCES);
 		}
 		out.open_flags = FOPEN_PASSTHROUGH;
 		out.backing_id = fe->backing_id;
@@ -347,7 +383,7 @@ static int fuse_op_release(struct fuse_thread *t, const struct fuse_request *req
 		fe->open_handles--;
 	pthread_cond_broadcast(&fe->cond);
 	pthread_mutex_unlock(&fe->lock);
-	return fuse_proto_reply_err(t->fd, req->unique, 0);
+	return fuse_thread_reply_err(t, req->unique, 0);
 }
 
 static int fuse_op_read(struct fuse_thread *t, const struct fuse_request *req)
@@ -361,10 +397,10 @@ static int fuse_op_read(struct fuse_thread *t, const struct fuse_request *req)
 
 	memcpy(&in, req->arg, sizeof(in));
 	if (in.size > FUSE_EXPORT_MAX_IO)
-		return fuse_proto_reply_err(t->fd, req->unique, EINVAL);
+		return fuse_thread_reply_err(t, req->unique, EINVAL);
 	len = block_node_length(fe->common.node);
 	if (len < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-len);
+		return fuse_thread_reply_err(t, req->unique, (int)-len);
 	/* Clients expect short reads at EOF. */
 	if (in.offset >= (uint64_t)len)
 		size = 0;
@@ -373,8 +409,9 @@ static int fuse_op_read(struct fuse_thread *t, const struct fuse_request *req)
 	if (size) {
 		ret = block_node_pread(fe->common.node, data, size, in.offset);
 		if (ret < 0)
-			return fuse_proto_reply_err(t->fd, req->unique, -ret);
+			return fuse_thread_reply_err(t, req->unique, -ret);
 	}
+	t->last_bytes = size;
 	return fuse_proto_reply(t->fd, req->unique, data, size);
 }
 
@@ -390,21 +427,21 @@ static int fuse_op_write(struct fuse_thread *t, const struct fuse_request *req)
 
 	memcpy(&in, req->arg, sizeof(in));
 	if (!fe->common.writable)
-		return fuse_proto_reply_err(t->fd, req->unique, EACCES);
+		return fuse_thread_reply_err(t, req->unique, EACCES);
 	size = in.size;
 	if (size > FUSE_EXPORT_MAX_IO || in.offset > (uint64_t)INT64_MAX - size)
-		return fuse_proto_reply_err(t->fd, req->unique, EINVAL);
+		return fuse_thread_reply_err(t, req->unique, EINVAL);
 	len = block_node_length(bs);
 	if (len < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-len);
+		return fuse_thread_reply_err(t, req->unique, (int)-len);
 	if (in.offset + size > (uint64_t)len) {
 		if (fe->common.growable) {
 			ret = fuse_export_resize(fe, in.offset + size, true);
 			if (ret < 0)
-				return fuse_proto_reply_err(t->fd, req->unique, -ret);
+				return fuse_thread_reply_err(t, req->unique, -ret);
 		} else if (in.offset >= (uint64_t)len) {
 			/* qsd 7.2 answers a write at or past EOF with EIO. */
-			return fuse_proto_reply_err(t->fd, req->unique, EIO);
+			return fuse_thread_reply_err(t, req->unique, EIO);
 		} else {
 			/* A short write up to EOF. */
 			size = (uint64_t)len - in.offset;
@@ -415,8 +452,9 @@ static int fuse_op_write(struct fuse_thread *t, const struct fuse_request *req)
 		if (ret == 0 && fe->writethrough)
 			ret = block_node_flush(bs);
 		if (ret < 0)
-			return fuse_proto_reply_err(t->fd, req->unique, -ret);
+			return fuse_thread_reply_err(t, req->unique, -ret);
 	}
+	t->last_bytes = size;
 	memset(&out, 0, sizeof(out));
 	out.size = (uint32_t)size;
 	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
@@ -488,7 +526,7 @@ static int fuse_op_fallocate(struct fuse_thread *t, const struct fuse_request *r
 	ret = fuse_export_fallocate(t->fe, in.offset, in.length, in.mode);
 	if (ret == 0 && t->fe->writethrough)
 		ret = block_node_flush(t->fe->common.node);
-	return fuse_proto_reply_err(t->fd, req->unique, ret < 0 ? -ret : 0);
+	return fuse_thread_reply_err(t, req->unique, ret < 0 ? -ret : 0);
 }
 
 /* SEEK_DATA/SEEK_HOLE from block status, with qsd's EOF semantics. */
@@ -535,7 +573,7 @@ static int fuse_op_lseek(struct fuse_thread *t, const struct fuse_request *req)
 	memcpy(&in, req->arg, sizeof(in));
 	ret = fuse_export_lseek(t->fe, in.offset, in.whence);
 	if (ret < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-ret);
+		return fuse_thread_reply_err(t, req->unique, (int)-ret);
 	memset(&out, 0, sizeof(out));
 	out.offset = (uint64_t)ret;
 	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
@@ -598,7 +636,7 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	len = fuse_proto_init(req, &p, &out, &res);
 	if (len < 0) {
 		pthread_mutex_unlock(&fe->lock);
-		fuse_proto_reply_err(t->fd, req->unique, EPROTO);
+		fuse_thread_reply_err(t, req->unique, EPROTO);
 		return -EPROTO;
 	}
 	fe->proto_minor = res.minor;
@@ -624,6 +662,42 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	return 0;
 }
 
+static void fuse_thread_account(struct fuse_thread *t, uint32_t opcode, uint64_t ns)
+{
+	struct fuse_op_stats *st;
+	uint64_t us = ns / 1000;
+	int b = 0;
+
+	switch (opcode) {
+	case FUSE_READ:
+		st = &t->stats[FUSE_STAT_READ];
+		break;
+	case FUSE_WRITE:
+		st = &t->stats[FUSE_STAT_WRITE];
+		break;
+	case FUSE_FLUSH:
+	case FUSE_FSYNC:
+		st = &t->stats[FUSE_STAT_FLUSH];
+		break;
+	case FUSE_FALLOCATE:
+		st = &t->stats[FUSE_STAT_FALLOCATE];
+		break;
+	default:
+		st = &t->stats[FUSE_STAT_OTHER];
+		break;
+	}
+	while (us && b < FUSE_STAT_BUCKETS - 1) {
+		us >>= 1;
+		b++;
+	}
+	/* Only this thread writes: relaxed is enough, queries just sum. */
+	atomic_fetch_add_explicit(&st->requests, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->bytes, t->last_bytes, memory_order_relaxed);
+	if (t->last_err)
+		atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->latency[b], 1, memory_order_relaxed);
+}
+
 /* Handle one request; < 0 means the channel cannot be trusted any more. */
 static int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 {
@@ -633,10 +707,14 @@ static int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 	char opbuf[16];
 	int ret;
 
+	uint64_t start = clock_monotonic_ns();
+
 	if (fuse_proto_parse(buf, n, &req, &why) < 0) {
 		log_warnx("export '%s': malformed FUSE request: %s", fe->common.id, why);
 		return -EPROTO;
 	}
+	t->last_err = 0;
+	t->last_bytes = 0;
 	switch (req.opcode) {
 	case FUSE_INIT:
 		return fuse_op_init(t, &req);
@@ -645,7 +723,7 @@ static int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 	case FUSE_INTERRUPT:	/* requests are short; let them finish */
 		return 0;
 	case FUSE_LOOKUP:	/* the root is the only node */
-		ret = fuse_proto_reply_err(t->fd, req.unique, ENOENT);
+		ret = fuse_thread_reply_err(t, req.unique, ENOENT);
 		break;
 	case FUSE_GETATTR:
 		ret = fuse_export_reply_attr(t, &req);
@@ -671,7 +749,7 @@ static int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 	case FUSE_FLUSH:	/* close(): qsd flushes there too */
 	case FUSE_FSYNC:
 		ret = block_node_flush(fe->common.node);
-		ret = fuse_proto_reply_err(t->fd, req.unique, ret < 0 ? -ret : 0);
+		ret = fuse_thread_reply_err(t, req.unique, ret < 0 ? -ret : 0);
 		break;
 	case FUSE_LSEEK:
 		ret = fuse_op_lseek(t, &req);
@@ -680,18 +758,19 @@ static int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 		ret = fuse_op_statfs(t, &req);
 		break;
 	case FUSE_DESTROY:
-		ret = fuse_proto_reply_err(t->fd, req.unique, 0);
+		ret = fuse_thread_reply_err(t, req.unique, 0);
 		break;
 	default:
 		log_debug("export '%s': %s not implemented", fe->common.id,
 			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)));
-		ret = fuse_proto_reply_err(t->fd, req.unique, ENOSYS);
+		ret = fuse_thread_reply_err(t, req.unique, ENOSYS);
 		break;
 	}
 	/* ENOENT: the request was interrupted and is gone; not our problem. */
 	if (ret < 0 && ret != -ENOENT && !atomic_load(&fe->stopping))
 		log_debug("export '%s': cannot reply to %s: %s", fe->common.id,
 			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)), strerror(-ret));
+	fuse_thread_account(t, req.opcode, clock_monotonic_ns() - start);
 	return 0;
 }
 
@@ -1149,6 +1228,44 @@ static bool fuse_export_in_use(struct export *exp)
 	return busy;
 }
 
+/*
+ * {"read": {"requests", "bytes", "errors", "latency-us": [[below, count],
+ * ...]}, "write": ...}: latency buckets that are not empty, each with its
+ * upper bound in microseconds (null for the last, open one).
+ */
+static json_t *fuse_export_stats(struct fuse_export *fe)
+{
+	json_t *all = json_object();
+
+	for (int op = 0; op < FUSE_STAT_NOPS; op++) {
+		uint64_t req = 0, bytes = 0, errors = 0, lat[FUSE_STAT_BUCKETS] = { 0 };
+		json_t *hist = json_array();
+
+		for (int i = 0; i < fe->num_threads && fe->threads; i++) {
+			struct fuse_op_stats *st = &fe->threads[i].stats[op];
+
+			req += atomic_load_explicit(&st->requests, memory_order_relaxed);
+			bytes += atomic_load_explicit(&st->bytes, memory_order_relaxed);
+			errors += atomic_load_explicit(&st->errors, memory_order_relaxed);
+			for (int b = 0; b < FUSE_STAT_BUCKETS; b++)
+				lat[b] += atomic_load_explicit(&st->latency[b],
+							       memory_order_relaxed);
+		}
+		for (int b = 0; b < FUSE_STAT_BUCKETS; b++) {
+			if (!lat[b])
+				continue;
+			json_array_append_new(hist, json_pack("[o, I]", b < FUSE_STAT_BUCKETS - 1 ?
+							      json_integer((json_int_t)1 << b) :
+							      json_null(), (json_int_t)lat[b]));
+		}
+		json_object_set_new(all, fuse_stat_names[op],
+				    json_pack("{s:I, s:I, s:I, s:o}", "requests", (json_int_t)req,
+					      "bytes", (json_int_t)bytes, "errors",
+					      (json_int_t)errors, "latency-us", hist));
+	}
+	return all;
+}
+
 static void fuse_export_query(struct export *exp, json_t *info)
 {
 	struct fuse_export *fe = fuse_export_of(exp);
@@ -1166,6 +1283,7 @@ static void fuse_export_query(struct export *exp, json_t *info)
 			    json_string(fe->data_path_reason ? fe->data_path_reason : ""));
 	json_object_set_new(info, "x-open-handles", json_integer(fe->open_handles));
 	pthread_mutex_unlock(&fe->lock);
+	json_object_set_new(info, "x-stats", fuse_export_stats(fe));
 }
 
 const struct export_driver export_driver_fuse = {

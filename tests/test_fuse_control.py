@@ -274,3 +274,37 @@ def test_writethrough(qmp, node, img, mp):
             assert f.read(8192) == data
     finally:
         export_cleanup(qmp, mp)
+
+
+def test_stats(qmp, node, mp):
+    try:
+        add_export(qmp, "e", node, mp, writable=True, passthrough="off")
+        fd = os.open(mp, os.O_RDWR | os.O_DIRECT)
+        import mmap
+        buf = mmap.mmap(-1, 65536)
+        try:
+            for i in range(10):
+                assert os.preadv(fd, [buf], i * 65536) == 65536
+            for i in range(3):
+                assert os.pwritev(fd, [buf], i * 65536) == 65536
+            os.fsync(fd)
+            # A write past the end of a fixed export: an error.
+            with pytest.raises(OSError):
+                os.pwritev(fd, [buf], 4 * MiB)
+        finally:
+            os.close(fd)
+            buf.close()
+        st = export_info(qmp, "e")["x-stats"]
+        assert st["read"]["requests"] == 10
+        assert st["read"]["bytes"] == 10 * 65536
+        assert st["write"]["requests"] == 4
+        assert st["write"]["bytes"] == 3 * 65536
+        assert st["write"]["errors"] == 1
+        assert st["flush"]["requests"] >= 1
+        assert st["other"]["requests"] >= 1      # OPEN, GETATTR, ...
+        hist = st["read"]["latency-us"]
+        assert sum(count for _, count in hist) == 10
+        bounds = [b for b, _ in hist if b is not None]
+        assert bounds == sorted(bounds)
+    finally:
+        export_cleanup(qmp, mp)
