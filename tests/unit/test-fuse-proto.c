@@ -23,7 +23,8 @@ static size_t build(void *buf, uint32_t opcode, const void *arg, size_t arglen, 
 	};
 
 	memcpy(buf, &h, sizeof(h));
-	memcpy((char *)buf + sizeof(h), arg, arglen);
+	if (arglen)
+		memcpy((char *)buf + sizeof(h), arg, arglen);
 	memset((char *)buf + sizeof(h) + arglen, 'x', extra);
 	return h.len;
 }
