@@ -1079,6 +1079,20 @@ static void fuse_export_wait_init(struct fuse_export *fe)
 	pthread_mutex_unlock(&fe->lock);
 }
 
+/* Whether the kernel serves FUSE over io_uring (Linux 6.14+, opt-in). */
+static bool fuse_kernel_uring_enabled(void)
+{
+	char c = 'N';
+	FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "re");
+
+	if (!f)
+		return false;
+	if (fread(&c, 1, 1, f) != 1)
+		c = 'N';
+	fclose(f);
+	return c == 'Y' || c == '1';
+}
+
 static int fuse_export_create(struct export *exp, json_t *options, struct error **errp)
 {
 	static bool log_hooked;
@@ -1107,8 +1121,13 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 		goto fail;
 	}
 	if (json_is_true(json_object_get(options, "io-uring"))) {
-		error_setg(errp, "FUSE-over-io_uring is not implemented by this exportd "
-			   "('io-uring': true); leave it out to use request threads");
+		if (!fuse_kernel_uring_enabled())
+			error_setg(errp, "FUSE-over-io_uring is disabled in this kernel (fuse "
+				   "module parameter enable_uring is off); leave 'io-uring' "
+				   "out to use request threads");
+		else
+			error_setg(errp, "FUSE-over-io_uring is not implemented by this "
+				   "exportd yet; leave 'io-uring' out to use request threads");
 		goto fail;
 	}
 	if (num_threads) {
