@@ -137,7 +137,14 @@ struct fuse_export {
 	struct fuse_thread *threads;
 	int stop_fd;		/* eventfd: readable once teardown began */
 	atomic_bool stopping;
-	atomic_bool halting;
+	/*
+	 * Under lock: created once create() succeeded; halted once a thread
+	 * gave up.  A thread asks the main loop to shut the export down only
+	 * if it was created, else create() sees `halted` and fails: the
+	 * export is never shut down twice nor freed under a pending request.
+	 */
+	bool created;
+	bool halted;
 	/* What stat() shows; SETATTR changes them. */
 	_Atomic uint32_t st_mode, st_uid, st_gid;
 
@@ -234,13 +241,23 @@ static void fuse_export_wake_threads(struct fuse_export *fe)
 
 static void fuse_export_halt(struct fuse_export *fe, const char *why)
 {
-	if (atomic_exchange(&fe->halting, true))
+	bool defer;
+
+	pthread_mutex_lock(&fe->lock);
+	if (fe->halted) {
+		pthread_mutex_unlock(&fe->lock);
 		return;
+	}
+	fe->halted = true;
+	defer = fe->created;
+	if (defer)
+		export_ref(&fe->common);
+	pthread_mutex_unlock(&fe->lock);
 	if (!atomic_load(&fe->stopping))
 		log_warnx("export '%s': %s: stopping the export", fe->common.id, why);
 	fuse_export_wake_threads(fe);
-	export_ref(&fe->common);
-	main_loop_defer(fuse_export_halt_cb, fe);
+	if (defer)
+		main_loop_defer(fuse_export_halt_cb, fe);
 }
 
 /* Reply with an error (or 0), remembering it for the statistics. */
@@ -1193,6 +1210,15 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	if (fuse_export_start_threads(fe, errp) < 0)
 		goto fail_unmount;
 	fuse_export_wait_init(fe);
+	pthread_mutex_lock(&fe->lock);
+	if (fe->halted) {
+		pthread_mutex_unlock(&fe->lock);
+		error_setg(errp, "The FUSE session of export '%s' failed right after mounting",
+			   exp->id);
+		goto fail_unmount;
+	}
+	fe->created = true;
+	pthread_mutex_unlock(&fe->lock);
 	log_info("export '%s' mounted on '%s' (%d threads, allow_other %s, %s: %s)",
 		 exp->id, fe->mountpoint, fe->num_threads, fe->allow_other ? "on" : "off",
 		 fe->data_path == FUSE_PATH_PASSTHROUGH ? "passthrough" : "userspace",
@@ -1200,8 +1226,8 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	return 0;
 
 fail_unmount:
-	/* Threads must not ask the main loop to shut down an export that never was. */
-	atomic_store(&fe->halting, true);
+	/* Not created: threads that give up now only stop. */
+	atomic_store(&fe->stopping, true);
 	fuse_export_unmount(fe);
 	if (fe->stop_fd >= 0)
 		fuse_export_wake_threads(fe);
