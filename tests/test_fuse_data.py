@@ -266,3 +266,49 @@ def test_overlapping_writes_same_qcow2_cluster(qmp, tmp_path, mp):
     raw = tmp_path / "out.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", str(img), str(raw)], check=True)
     assert raw.read_bytes() == bytes(ref)
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["buffered", "direct-io"])
+def test_loop_mount_filesystem(qmp, tmp_path, mp, direct):
+    """The export as a disk: a loop device over it, a file system made and
+    mounted on it, files written; afterwards the image checks clean."""
+    for tool in ("losetup", "mkfs.ext4", "e2fsck"):
+        need(tool)
+    img = tmp_path / "t.raw"
+    with open(img, "wb") as f:
+        f.truncate(64 * MiB)
+    add_file_node(qmp, "f", img)
+    fsdir = tmp_path / "fs"
+    fsdir.mkdir()
+    payload = os.urandom(3 * MiB)
+    loop = None
+    fs_mounted = False
+    try:
+        add_export(qmp, "e", "f", mp, writable=True)
+        args = ["losetup", "--find", "--show"] + (["--direct-io=on"] if direct else []) + [
+            str(mp)]
+        r = subprocess.run(args, capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip("no loop device available: %s" % r.stderr.strip())
+        loop = r.stdout.strip()
+        subprocess.run(["mkfs.ext4", "-q", "-F", loop], check=True)
+        subprocess.run(["mount", loop, str(fsdir)], check=True)
+        fs_mounted = True
+        (fsdir / "payload").write_bytes(payload)
+        subprocess.run(["sync"], check=True)
+        subprocess.run(["umount", str(fsdir)], check=True)
+        fs_mounted = False
+        subprocess.run(["losetup", "-d", loop], check=True)
+        loop = None
+        del_export(qmp, "e")
+    finally:
+        if fs_mounted:
+            subprocess.run(["umount", "-l", str(fsdir)], check=False)
+        if loop:
+            subprocess.run(["losetup", "-d", loop], check=False)
+        export_cleanup(qmp, mp)
+    r = subprocess.run(["e2fsck", "-f", "-n", str(img)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run(["debugfs", "-R", "cat /payload", str(img)], capture_output=True)
+    if r.returncode == 0:
+        assert r.stdout == payload
