@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "block.h"
+#include "block-file.h"
 #include "block-lock.h"
 #include "log.h"
 #include "util.h"
@@ -50,6 +51,7 @@ struct file_state {
 	atomic_bool no_seek_data;	/* SEEK_DATA unsupported: all data */
 	atomic_int flush_error;		/* sticky fdatasync failure (-errno) */
 	struct block_lock lock;
+	bool use_uring;			/* aio=io_uring */
 };
 
 static struct file_state *file_state(struct block_node *bs)
@@ -122,9 +124,9 @@ static int file_open(struct block_node *bs, json_t *options, struct error **errp
 		return -1;
 	}
 	if (!strcmp(aio, "io_uring")) {
-		error_setg(errp, "aio=io_uring was specified, but is not "
-			   "supported in this build.");
-		return -1;
+		if (!file_uring_available(errp))
+			return -1;
+		s->use_uring = true;
 	}
 
 	flags = O_CLOEXEC | (bs->read_only ? O_RDONLY : O_RDWR);
@@ -247,6 +249,8 @@ static int file_pread_full(struct file_state *s, void *buf, size_t len,
 {
 	size_t done = 0;
 
+	if (s->use_uring)
+		return file_uring_rw(s->fd, false, buf, len, offset);
 	while (done < len) {
 		ssize_t n = pread(s->fd, (char *)buf + done, len - done,
 				  (off_t)(offset + done));
@@ -271,6 +275,8 @@ static int file_pwrite_full(struct file_state *s, const void *buf, size_t len,
 {
 	size_t done = 0;
 
+	if (s->use_uring)
+		return file_uring_rw(s->fd, true, (void *)buf, len, offset);
 	while (done < len) {
 		ssize_t n = pwrite(s->fd, (const char *)buf + done, len - done,
 				   (off_t)(offset + done));
@@ -421,10 +427,15 @@ static int file_flush(struct block_node *bs)
 	 */
 	if (ret)
 		return ret;
-	while ((ret = fdatasync(s->fd)) < 0 && errno == EINTR)
-		;
+	if (s->use_uring) {
+		ret = file_uring_fdatasync(s->fd);
+	} else {
+		while ((ret = fdatasync(s->fd)) < 0 && errno == EINTR)
+			;
+		if (ret < 0)
+			ret = -errno;
+	}
 	if (ret < 0) {
-		ret = -errno;
 		if (ret != -EINVAL && ret != -ENOTSUP) {
 			atomic_store(&s->flush_error, ret);
 			log_warnx("fdatasync of '%s' failed: %s; every later flush "

@@ -106,6 +106,27 @@ static int perm_check_conflicts(struct block_node *bs, struct block_user *u,
 	return 0;
 }
 
+/*
+ * What a format driver without its own child_perm asks of its file child:
+ * QEMU's default for a child holding data and metadata (qcow2's file).
+ * The metadata must stay consistent, so the child is always read and
+ * nobody else may write or resize it; a writable node may rewrite its
+ * metadata at any time, so it holds write and resize whether or not its
+ * users write.
+ */
+static void perm_storage_child(struct block_node *bs, uint64_t *perm,
+			       uint64_t *shared)
+{
+	*perm = bs->perm | BLOCK_PERM_CONSISTENT_READ;
+	if (!bs->read_only)
+		*perm |= BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE;
+	if (*perm & BLOCK_PERM_WRITE_UNCHANGED)
+		*perm |= BLOCK_PERM_WRITE;
+	if (*perm & BLOCK_PERM_WRITE)
+		*perm |= BLOCK_PERM_RESIZE;
+	*shared = bs->shared & ~(uint64_t)(BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE);
+}
+
 /* What bs asks of its child, given bs's own cumulative permissions. */
 static void perm_child_wants(struct block_node *bs, struct block_node *child,
 			     uint64_t *perm, uint64_t *shared)
@@ -115,6 +136,10 @@ static void perm_child_wants(struct block_node *bs, struct block_node *child,
 		return;
 	}
 	if (child == bs->file) {
+		if (bs->drv->is_format) {
+			perm_storage_child(bs, perm, shared);
+			return;
+		}
 		/* A filter: what our users need is what we need. */
 		*perm = bs->perm;
 		*shared = bs->shared;

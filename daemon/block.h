@@ -109,9 +109,11 @@ struct block_driver {
 	/*
 	 * Optional, control path.  Permissions: what this node asks of its
 	 * child `child` (bs->file or bs->backing) when its own users hold
-	 * `perm` and share `shared`.  NULL: the file child gets perm and
-	 * shared as they are (a filter), the backing child only needs
-	 * consistent reads (as QEMU's default for COW children).
+	 * `perm` and share `shared`.  NULL gives QEMU's defaults: a format
+	 * driver's file child is read always, written and resized whenever
+	 * the node is writable, and shares neither write nor resize (its
+	 * metadata must not change under it); the backing child only needs
+	 * consistent reads.  raw passes permissions through instead.
 	 */
 	void (*child_perm)(struct block_node *bs, struct block_node *child,
 			   uint64_t perm, uint64_t shared,
@@ -179,7 +181,7 @@ void block_node_ref(struct block_node *bs);
 /*
  * Take a user's permissions on a node: writing needs a writable node,
  * resizing needs a node whose driver can truncate.  Fails with a clear
- * message ("Node 'x' is read-only").  Release with block_node_release.
+ * message ("Block node 'x' is read-only").  Release with block_node_release.
  */
 int block_node_acquire(struct block_node *bs, bool write, bool resize,
 		       struct error **errp);

@@ -22,6 +22,8 @@
 #include "util.h"
 
 static char test_dir[64];
+/* When set, file nodes made by test_add use this `aio` unless they say. */
+static const char *test_default_aio;
 
 static inline void test_dir_create(void)
 {
@@ -98,6 +100,9 @@ static inline int test_add(struct error **errp, const char *fmt, ...)
 		exit(2);
 	}
 	free(text);
+	if (test_default_aio && !json_object_get(opts, "aio") &&
+	    !strcmp(json_string_value(json_object_get(opts, "driver")), "file"))
+		json_object_set_new(opts, "aio", json_string(test_default_aio));
 	ret = blockdev_add(opts, errp);
 	json_decref(opts);
 	return ret;

@@ -601,6 +601,22 @@ int main(void)
 
 	test_dir_create();
 	ret = unit_run("block-file", tests);
+	/* Again through the io_uring path, where this kernel has it. */
+	{
+		struct error *err = NULL;
+		char *img = test_image("probe.img", 4096);
+
+		if (test_add(&err, "{\"driver\":\"file\",\"node-name\":\"probe\","
+			     "\"filename\":\"%s\",\"aio\":\"io_uring\"}", img) == 0) {
+			test_del("probe");
+			test_default_aio = "io_uring";
+			ret |= unit_run("block-file aio=io_uring", tests);
+		} else {
+			printf("SKIP aio=io_uring: %s\n", err->msg);
+			error_free(err);
+		}
+		free(img);
+	}
 	block_close_all();
 	test_dir_remove();
 	return ret;

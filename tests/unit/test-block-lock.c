@@ -167,6 +167,74 @@ static void test_through_raw(void)
 	free(img);
 }
 
+/*
+ * A format driver without child_perm (as qcow2) gets QEMU's default for
+ * its file: a writable node holds write and resize and shares neither,
+ * from the moment it is attached, users or not.  The format node is made
+ * by hand: only the registry's built-in drivers can be blockdev-added.
+ */
+static const struct block_driver test_format_driver = {
+	.name = "test-format",
+	.is_format = true,
+};
+
+static struct block_node *test_format_node(const char *name, struct block_node *file,
+					   bool read_only)
+{
+	struct block_node *bs = xcalloc(1, sizeof(*bs));
+
+	bs->node_name = xstrdup(name);
+	bs->drv = &test_format_driver;
+	bs->read_only = read_only;
+	bs->file = file;
+	TAILQ_INIT(&bs->users);
+	bs->shared = BLOCK_PERM_ALL;
+	return bs;
+}
+
+static void test_format_node_free(struct block_node *bs)
+{
+	free(bs->node_name);
+	free(bs);
+}
+
+static void test_format_default(void)
+{
+	char *img = test_image("fmt.img", 65536);
+	struct error *err = NULL;
+	struct block_node *q, *q2;
+
+	ADD_OK("{\"driver\":\"file\",\"node-name\":\"a\",\"filename\":\"%s\"}", img);
+	ADD_OK("{\"driver\":\"file\",\"node-name\":\"b\",\"filename\":\"%s\"}", img);
+	q = test_format_node("q", node("a"), false);
+	CHECK_EQ(block_perm_attach_child(q, node("a"), "file", &err), 0);
+	/* The same bytes as qemu-storage-daemon with a writable qcow2 node. */
+	CHECK(byte_locked(img, 100) && byte_locked(img, 101) && byte_locked(img, 103));
+	CHECK(byte_locked(img, 201) && byte_locked(img, 203));
+	CHECK(!byte_locked(img, 200));
+	/* A second reader of the format is refused: its metadata would move. */
+	q2 = test_format_node("q2", node("b"), true);
+	CHECK_EQ(block_perm_attach_child(q2, node("b"), "file", &err), -1);
+	CHECK(test_err_has(err, "Failed to get shared \"write\" lock"));
+	error_free(err);
+	err = NULL;
+	block_perm_detach_child(q, node("a"));
+	CHECK(!byte_locked(img, 100) && !byte_locked(img, 201));
+	/* A read-only format node still keeps writers out. */
+	CHECK_EQ(block_perm_attach_child(q2, node("b"), "file", &err), 0);
+	CHECK(byte_locked(img, 100) && !byte_locked(img, 101));
+	CHECK(byte_locked(img, 201) && byte_locked(img, 203));
+	CHECK_EQ(block_node_acquire(node("a"), true, false, &err), -1);
+	CHECK(test_err_has(err, "Failed to get \"write\" lock"));
+	error_free(err);
+	block_perm_detach_child(q2, node("b"));
+	test_format_node_free(q);
+	test_format_node_free(q2);
+	test_del("a");
+	test_del("b");
+	free(img);
+}
+
 /* ---- against real QEMU tools ---- */
 
 static bool have_tool(const char *tool)
@@ -298,6 +366,7 @@ static const struct unit_test tests[] = {
 	{ "QEMU's lock bytes", test_lock_bytes },
 	{ "locking=off", test_locking_off },
 	{ "locks through a raw node", test_through_raw },
+	{ "format nodes lock their file as QEMU", test_format_default },
 	{ "qemu-io and qemu-img are refused", test_qemu_io_refused },
 	{ "a writing qemu-io refuses us", test_qemu_io_holds },
 	{ NULL, NULL },

@@ -1,0 +1,100 @@
+/*
+ * output-json.c: exportctl --json (see output.h): the daemon's JSON as it
+ * came, one document per command on stdout (events: one compact line
+ * each, so `events --follow --json` is a JSON-lines stream).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl-util.h"
+#include "output.h"
+
+static void json_print(json_t *v, size_t flags)
+{
+	char *s = json_dumps(v, flags | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+
+	printf("%s\n", s ? s : "null");
+	free(s);
+	fflush(stdout);
+}
+
+static void json_exports(json_t *exports, json_t *nodes)
+{
+	(void)nodes;
+	json_print(exports, JSON_INDENT(2));
+}
+
+static void json_nodes(json_t *nodes)
+{
+	json_print(nodes, JSON_INDENT(2));
+}
+
+static void json_version(json_t *info)
+{
+	json_print(info, JSON_INDENT(2));
+}
+
+static void json_added(json_t *added)
+{
+	json_print(added, JSON_INDENT(2));
+}
+
+static void json_event(json_t *event)
+{
+	json_print(event, JSON_COMPACT);
+}
+
+/* Add name and every type reachable from it to out, once each. */
+static void collect_type(json_t *schema, const char *name, json_t *out, json_t *seen)
+{
+	json_t *t, *m;
+	size_t i;
+	static const char *const refs[] = { "arg-type", "ret-type", "element-type" };
+
+	if (!name || json_object_get(seen, name))
+		return;
+	t = schema_find(schema, name);
+	if (!t)
+		return;
+	json_object_set_new(seen, name, json_true());
+	json_array_append(out, t);
+	for (i = 0; i < sizeof(refs) / sizeof(refs[0]); i++)
+		collect_type(schema, json_string_value(json_object_get(t, refs[i])), out, seen);
+	json_array_foreach(json_object_get(t, "members"), i, m)
+		collect_type(schema, json_string_value(json_object_get(m, "type")), out, seen);
+	json_array_foreach(json_object_get(t, "variants"), i, m)
+		collect_type(schema, json_string_value(json_object_get(m, "type")), out, seen);
+}
+
+static void json_schema(json_t *schema, const char *command)
+{
+	json_t *out, *seen;
+
+	if (!command) {
+		json_print(schema, JSON_INDENT(2));
+		return;
+	}
+	out = json_array();
+	seen = json_object();
+	collect_type(schema, command, out, seen);
+	json_print(out, JSON_INDENT(2));
+	json_decref(out);
+	json_decref(seen);
+}
+
+static void json_qmp_return(json_t *value)
+{
+	json_print(value, JSON_INDENT(2));
+}
+
+const struct output output_json = {
+	.exports = json_exports,
+	.nodes = json_nodes,
+	.version = json_version,
+	.added = json_added,
+	.deleted = json_event,
+	.event = json_event,
+	.schema = json_schema,
+	.qmp_return = json_qmp_return,
+};

@@ -1,0 +1,404 @@
+/*
+ * output-text.c: exportctl's human output (see output.h): aligned tables
+ * with a header line, sizes in binary units, the schema of a command as
+ * an indented member list, events one per line with their time.
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl-util.h"
+#include "output.h"
+
+bool output_quiet;
+
+/* ---- tables ---- */
+
+#define TABLE_MAX_COLS 12
+
+struct table {
+	int ncols;
+	size_t nrows;
+	char **cells;		/* nrows * ncols, row 0 is the header */
+};
+
+static void table_add_row(struct table *t, const char *const *cols)
+{
+	t->cells = ctl_xrealloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
+	for (int i = 0; i < t->ncols; i++)
+		t->cells[t->nrows * t->ncols + i] = ctl_xstrdup(cols[i] ? cols[i] : "-");
+	t->nrows++;
+}
+
+/* Print with columns padded to their widest cell; the last is not padded. */
+static void table_print(struct table *t)
+{
+	size_t width[TABLE_MAX_COLS] = { 0 };
+
+	for (size_t r = 0; r < t->nrows; r++)
+		for (int i = 0; i < t->ncols; i++) {
+			size_t w = strlen(t->cells[r * t->ncols + i]);
+
+			if (w > width[i])
+				width[i] = w;
+		}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (int i = 0; i < t->ncols; i++) {
+			const char *cell = t->cells[r * t->ncols + i];
+
+			if (i == t->ncols - 1)
+				printf("%s\n", cell);
+			else
+				printf("%-*s  ", (int)width[i], cell);
+		}
+	}
+	for (size_t k = 0; k < t->nrows * t->ncols; k++)
+		free(t->cells[k]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = 0;
+}
+
+/* "512 B", "64 MiB", "1.5 GiB" into buf. */
+static const char *fmt_size(json_t *v, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	uint64_t n;
+	double d;
+	int u = 0;
+
+	if (!json_is_integer(v))
+		return NULL;
+	n = (uint64_t)json_integer_value(v);
+	if (n < 1024) {
+		snprintf(buf, len, "%" PRIu64 " B", n);
+		return buf;
+	}
+	while (n % 1024 == 0 && n >= 1024 && u < 6) {
+		n /= 1024;
+		u++;
+	}
+	if (n < 1024) {
+		snprintf(buf, len, "%" PRIu64 " %s", n, units[u]);
+		return buf;
+	}
+	d = (double)n;
+	while (d >= 1024 && u < 6) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", d, units[u]);
+	return buf;
+}
+
+static const char *yesno(json_t *v)
+{
+	if (!json_is_boolean(v))
+		return NULL;
+	return json_is_true(v) ? "yes" : "no";
+}
+
+static json_t *node_by_name(json_t *nodes, const char *name)
+{
+	size_t i;
+	json_t *n;
+
+	json_array_foreach(nodes, i, n)
+		if (name && !strcmp(json_string_value(json_object_get(n, "node-name")) ?: "", name))
+			return n;
+	return NULL;
+}
+
+static void text_exports(json_t *exports, json_t *nodes)
+{
+	static const char *const head[] = { "ID", "MOUNTPOINT", "NODE", "FORMAT", "IMAGE",
+		"SIZE", "WRITABLE", "GROWABLE", "ALLOW-OTHER" };
+	struct table t = { .ncols = 9 };
+	size_t i;
+	json_t *e;
+
+	if (json_array_size(exports) == 0) {
+		if (!output_quiet)
+			printf("no exports\n");
+		return;
+	}
+	table_add_row(&t, head);
+	json_array_foreach(exports, i, e) {
+		const char *node = json_string_value(json_object_get(e, "node-name"));
+		json_t *n = node_by_name(nodes, node);
+		json_t *img = json_object_get(n, "image");
+		char size[32];
+		const char *row[9] = {
+			json_string_value(json_object_get(e, "id")),
+			json_string_value(json_object_get(e, "x-mountpoint")),
+			node,
+			json_string_value(json_object_get(n, "drv")),
+			json_string_value(json_object_get(n, "file")),
+			fmt_size(json_object_get(img, "virtual-size"), size, sizeof(size)),
+			yesno(json_object_get(e, "x-writable")),
+			yesno(json_object_get(e, "x-growable")),
+			yesno(json_object_get(e, "x-allow-other")),
+		};
+
+		table_add_row(&t, row);
+	}
+	table_print(&t);
+}
+
+static void text_nodes(json_t *nodes)
+{
+	static const char *const head[] = { "NODE", "DRIVER", "READ-ONLY", "SIZE", "FILE" };
+	struct table t = { .ncols = 5 };
+	size_t i;
+	json_t *n;
+
+	if (json_array_size(nodes) == 0) {
+		if (!output_quiet)
+			printf("no block nodes\n");
+		return;
+	}
+	table_add_row(&t, head);
+	json_array_foreach(nodes, i, n) {
+		char size[32];
+		const char *row[5] = {
+			json_string_value(json_object_get(n, "node-name")),
+			json_string_value(json_object_get(n, "drv")),
+			yesno(json_object_get(n, "ro")),
+			fmt_size(json_object_get(json_object_get(n, "image"), "virtual-size"),
+				 size, sizeof(size)),
+			json_string_value(json_object_get(n, "file")),
+		};
+
+		table_add_row(&t, row);
+	}
+	table_print(&t);
+}
+
+static void text_version(json_t *info)
+{
+	json_t *q = json_object_get(info, "qemu");
+
+	printf("exportctl %s\n", EXPORTD_VERSION);
+	printf("daemon    %s (QMP of QEMU %" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT
+	       ".%" JSON_INTEGER_FORMAT ")\n",
+	       json_string_value(json_object_get(info, "package")) ?: "?",
+	       json_integer_value(json_object_get(q, "major")),
+	       json_integer_value(json_object_get(q, "minor")),
+	       json_integer_value(json_object_get(q, "micro")));
+}
+
+static void text_added(json_t *added)
+{
+	const char *id = json_string_value(json_object_get(added, "id"));
+	const char *mp = json_string_value(json_object_get(added, "mountpoint"));
+
+	if (output_quiet) {
+		printf("%s\n", id);
+		return;
+	}
+	if (json_is_true(json_object_get(added, "created-mountpoint")))
+		printf("created mountpoint file %s\n", mp);
+	printf("exported %s", json_string_value(json_object_get(added, "image")) ?:
+	       json_string_value(json_object_get(added, "node-name")));
+	if (json_object_get(added, "format"))
+		printf(" (%s)", json_string_value(json_object_get(added, "format")));
+	printf("\nid: %s\nmountpoint: %s\n", id, mp);
+}
+
+static void text_deleted(json_t *event)
+{
+	if (!output_quiet)
+		printf("deleted export %s\n",
+		       json_string_value(json_object_get(json_object_get(event, "data"), "id")));
+}
+
+static void text_event(json_t *event)
+{
+	json_t *ts = json_object_get(event, "timestamp");
+	json_t *data = json_object_get(event, "data");
+	time_t sec = (time_t)json_integer_value(json_object_get(ts, "seconds"));
+	long usec = (long)json_integer_value(json_object_get(ts, "microseconds"));
+	char when[32] = "-";
+	struct tm tm;
+
+	if (gmtime_r(&sec, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	printf("%s.%06ldZ %s", when, usec,
+	       json_string_value(json_object_get(event, "event")) ?: "?");
+	if (data) {
+		char *s = json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		printf(" %s", s ? s : "");
+		free(s);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+/* ---- schema ---- */
+
+json_t *schema_find(json_t *schema, const char *name)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(schema, i, e)
+		if (name && !strcmp(json_string_value(json_object_get(e, "name")) ?: "", name))
+			return e;
+	return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void list_meta(json_t *schema, const char *meta, const char *title)
+{
+	size_t n = 0, i;
+	const char **names = ctl_xmalloc((json_array_size(schema) + 1) * sizeof(char *));
+	json_t *e;
+
+	json_array_foreach(schema, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "meta-type")) ?: "", meta))
+			names[n++] = json_string_value(json_object_get(e, "name"));
+	qsort(names, n, sizeof(char *), cmp_str);
+	printf("%s:\n", title);
+	for (i = 0; i < n; i++)
+		printf("  %s\n", names[i]);
+	free(names);
+}
+
+/* A type name that QEMU did not mask (it masks names as numbers). */
+static bool readable_name(const char *name)
+{
+	return name && *name && strspn(name, "0123456789") != strlen(name);
+}
+
+static void print_members(json_t *schema, json_t *type, int indent, int depth);
+
+/* Print the type: one line, then its members below when it has some. */
+static void print_type(json_t *schema, const char *name, int indent, int depth)
+{
+	json_t *t = schema_find(schema, name);
+	const char *meta = json_string_value(json_object_get(t, "meta-type")) ?: "";
+	size_t i;
+	json_t *v;
+
+	if (!t) {
+		printf("%s\n", name ? name : "?");
+		return;
+	}
+	if (!strcmp(meta, "builtin")) {
+		printf("%s\n", json_string_value(json_object_get(t, "json-type")) ?: name);
+	} else if (!strcmp(meta, "enum")) {
+		if (readable_name(name))
+			printf("%s ", name);
+		printf("(");
+		json_array_foreach(json_object_get(t, "values"), i, v)
+			printf("%s%s", i ? "|" : "", json_string_value(v));
+		printf(")\n");
+	} else if (!strcmp(meta, "array")) {
+		printf("array of ");
+		print_type(schema, json_string_value(json_object_get(t, "element-type")),
+			   indent, depth);
+	} else if (!strcmp(meta, "alternate")) {
+		printf("one of:\n");
+		json_array_foreach(json_object_get(t, "members"), i, v) {
+			printf("%*s- ", indent + 2, "");
+			print_type(schema, json_string_value(json_object_get(v, "type")),
+				   indent + 4, depth + 1);
+		}
+	} else if (!strcmp(meta, "object")) {
+		printf("%s\n", readable_name(name) ? name : "object");
+		if (depth < 3)
+			print_members(schema, t, indent + 2, depth + 1);
+	} else {
+		printf("%s\n", name);
+	}
+}
+
+static void print_members(json_t *schema, json_t *type, int indent, int depth)
+{
+	const char *tag = json_string_value(json_object_get(type, "tag"));
+	size_t i;
+	json_t *m;
+
+	json_array_foreach(json_object_get(type, "members"), i, m) {
+		const char *name = json_string_value(json_object_get(m, "name"));
+		bool optional = json_object_get(m, "default") != NULL;
+		char label[128];
+
+		snprintf(label, sizeof(label), optional ? "[%s]" : "%s", name ? name : "?");
+		printf("%*s%-24s ", indent, "", label);
+		print_type(schema, json_string_value(json_object_get(m, "type")), indent, depth);
+	}
+	json_array_foreach(json_object_get(type, "variants"), i, m) {
+		json_t *vt = schema_find(schema, json_string_value(json_object_get(m, "type")));
+
+		printf("%*swhen %s is %s:\n", indent, "", tag ? tag : "?",
+		       json_string_value(json_object_get(m, "case")) ?: "?");
+		if (depth < 3 && vt)
+			print_members(schema, vt, indent + 2, depth + 1);
+	}
+}
+
+static void text_schema(json_t *schema, const char *command)
+{
+	json_t *e, *args;
+	const char *ret;
+
+	if (!command) {
+		list_meta(schema, "command", "commands");
+		list_meta(schema, "event", "events");
+		return;
+	}
+	e = schema_find(schema, command);
+	printf("%s (%s)\n", command, json_string_value(json_object_get(e, "meta-type")));
+	args = schema_find(schema, json_string_value(json_object_get(e, "arg-type")));
+	if (!args || (json_array_size(json_object_get(args, "members")) == 0 &&
+		      !json_object_get(args, "variants"))) {
+		printf("  arguments: none\n");
+	} else {
+		printf("  arguments:\n");
+		print_members(schema, args, 4, 0);
+	}
+	ret = json_string_value(json_object_get(e, "ret-type"));
+	if (ret) {
+		json_t *rt = schema_find(schema, ret);
+
+		if (rt && !strcmp(json_string_value(json_object_get(rt, "meta-type")) ?: "", "object") &&
+		    json_array_size(json_object_get(rt, "members")) == 0) {
+			printf("  returns: nothing\n");
+		} else {
+			printf("  returns: ");
+			print_type(schema, ret, 2, 0);
+		}
+	}
+}
+
+static void text_qmp_return(json_t *value)
+{
+	char *s;
+
+	if (json_is_object(value) && json_object_size(value) == 0)
+		return;	/* most commands return {}: nothing to say */
+	s = json_dumps(value, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	printf("%s\n", s ? s : "");
+	free(s);
+}
+
+const struct output output_text = {
+	.exports = text_exports,
+	.nodes = text_nodes,
+	.version = text_version,
+	.added = text_added,
+	.deleted = text_deleted,
+	.event = text_event,
+	.schema = text_schema,
+	.qmp_return = text_qmp_return,
+};

@@ -1,0 +1,40 @@
+/*
+ * output.h: how exportctl shows what the daemon answered, as a table of
+ * callbacks per format (after bgpctl's output.c / output_json.c): the
+ * human text of output-text.c and the JSON of output-json.c.  A command
+ * gathers its data over QMP and hands it to the selected format.
+ */
+#ifndef EXPORTCTL_OUTPUT_H
+#define EXPORTCTL_OUTPUT_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+struct output {
+	/* query-block-exports joined with query-named-block-nodes. */
+	void (*exports)(json_t *exports, json_t *nodes);
+	void (*nodes)(json_t *nodes);
+	/* query-version of the daemon. */
+	void (*version)(json_t *info);
+	/* What add made: {id, mountpoint, node-name, format?, image?}. */
+	void (*added)(json_t *added);
+	/* The BLOCK_EXPORT_DELETED event that ended a del. */
+	void (*deleted)(json_t *event);
+	void (*event)(json_t *event);
+	/* query-qmp-schema; command is NULL for the list of all commands. */
+	void (*schema)(json_t *schema, const char *command);
+	/* The return value of a raw QMP command. */
+	void (*qmp_return)(json_t *value);
+};
+
+extern const struct output output_text;
+extern const struct output output_json;
+
+/* Set by -q: text output leaves out what was not asked for. */
+extern bool output_quiet;
+
+/* The entry of schema named name, or NULL. */
+json_t *schema_find(json_t *schema, const char *name);
+
+#endif
