@@ -34,17 +34,18 @@
  * - Safe removal counts OPEN/RELEASE.  RELEASE is sent asynchronously
  *   after close() returns, so in_use() waits a short grace period for the
  *   count to drop before it answers "in use".
- * - Passthrough (kernel 6.9+): where the node is a whole regular file and
- *   the export is read-only (block_node_get_passthrough), INIT negotiates
- *   FUSE_PASSTHROUGH, the image is registered with
+ * - Passthrough (kernel 6.9+): where the node is a whole regular file
+ *   (block_node_get_passthrough) and the export is not growable, INIT
+ *   negotiates FUSE_PASSTHROUGH, the image is registered with
  *   FUSE_DEV_IOC_BACKING_OPEN (a read-only fd of its own) and OPEN answers
- *   FOPEN_PASSTHROUGH: reads then never reach us.  Not for writable
- *   exports: a passthrough write past the end would grow the image, which
- *   a fixed-size export must refuse, and nothing in the kernel can bound
- *   it; and once an inode has a passthrough handle, the kernel refuses
- *   any other kind of handle (EIO), so writers cannot be served here
- *   beside passthrough readers.  The kernel takes regular files only as
- *   backing files, so block devices use the userspace path too.
+ *   FOPEN_PASSTHROUGH: reads never reach us.  Handles that may write get
+ *   FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO: the kernel insists that all
+ *   handles of a passthrough inode are passthrough, but DIRECT_IO sends
+ *   their reads and writes here, because a passthrough write past the end
+ *   would grow the image (nothing in the kernel bounds it) where a
+ *   fixed-size export must refuse it.  The read-only backing fd makes
+ *   sure no write can ever take that path.  The kernel takes regular files
+ *   only as backing files, so block devices use the userspace path.
  */
 #include "config.h"
 
@@ -295,9 +296,6 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 		why = "the node starts at an offset into its file";
 	} else if (fstat(pt.fd, &st) < 0) {
 		why = "cannot stat the image";
-	} else if (fe->common.writable) {
-		why = "the export is writable (a passthrough write past the end would "
-		      "grow the image, which a fixed-size export must refuse)";
 	} else if (S_ISBLK(st.st_mode)) {
 		why = "the image is a block device (the kernel passes through regular "
 		      "files only)";

@@ -143,18 +143,20 @@ static int fuse_op_open(struct fuse_thread *t, const struct fuse_request *req)
 
 	pthread_mutex_lock(&fe->lock);
 	if (fe->data_path == FUSE_PATH_PASSTHROUGH && fe->backing_id > 0) {
-		if (wants_write) {
-			/*
-			 * Only CAP_DAC_OVERRIDE gets here (a read-only export
-			 * has no w bit).  Every handle of a passthrough inode
-			 * must be passthrough, and ours could not write:
-			 * refuse, as the mode says.
-			 */
-			pthread_mutex_unlock(&fe->lock);
-			return fuse_thread_reply_err(t, req->unique, EACCES);
-		}
+		/*
+		 * Every handle of an inode with a passthrough handle must be
+		 * passthrough.  Handles that may write are passthrough in
+		 * name only: FOPEN_DIRECT_IO overrides it for read and write,
+		 * so their I/O comes here and keeps the export's semantics (a
+		 * write past the end fails, which the kernel would not
+		 * enforce); the backing fd is read-only besides, so nothing
+		 * can be written behind our back.  Our writes reach the image's
+		 * page cache, where passthrough readers see them at once.
+		 */
 		out.open_flags = FOPEN_PASSTHROUGH;
 		out.backing_id = fe->backing_id;
+		if (wants_write)
+			out.open_flags |= FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
 	}
 	fe->open_handles++;
 	pthread_mutex_unlock(&fe->lock);
@@ -402,8 +404,14 @@ static void fuse_export_backing_open(struct fuse_thread *t)
 	}
 	fe->backing_id = id;
 	fe->backing_dev_fd = t->fd;
-	fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
-			       "the kernel serves reads from the image directly");
+	if (fe->common.writable)
+		fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
+				       "the kernel serves reads from the image directly; "
+				       "handles open for writing are served in userspace (a "
+				       "passthrough write past the end would grow the image)");
+	else
+		fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
+				       "the kernel serves reads from the image directly");
 }
 
 static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
