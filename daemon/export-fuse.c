@@ -125,6 +125,18 @@ void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
 	va_end(ap);
 }
 
+static const char *fuse_data_path_name(enum fuse_data_path path)
+{
+	switch (path) {
+	case FUSE_PATH_PASSTHROUGH:
+		return "passthrough";
+	case FUSE_PATH_URING:
+		return "io_uring";
+	default:
+		return "userspace";
+	}
+}
+
 /* ---- the request threads ---------------------------------------------- */
 
 /* Stop serving on a fatal condition: ask the main thread to shut us down. */
@@ -145,7 +157,7 @@ static void fuse_export_wake_threads(struct fuse_export *fe)
 		log_warn("export '%s': cannot wake request threads", fe->common.id);
 }
 
-static void fuse_export_halt(struct fuse_export *fe, const char *why)
+void fuse_export_halt(struct fuse_export *fe, const char *why)
 {
 	bool defer;
 
@@ -366,6 +378,8 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 		if (t->started)
 			pthread_join(t->tid, NULL);
 	}
+	/* Before the request threads' fds: those keep the connection. */
+	fuse_ring_free(fe);
 	if (fe->backing_id > 0 && fe->backing_dev_fd >= 0) {
 		uint32_t id = (uint32_t)fe->backing_id;
 
@@ -473,18 +487,53 @@ static void fuse_export_wait_init(struct fuse_export *fe)
 	pthread_mutex_unlock(&fe->lock);
 }
 
-/* Whether the kernel serves FUSE over io_uring (Linux 6.14+, opt-in). */
-static bool fuse_kernel_uring_enabled(void)
+/*
+ * Whether the kernel can serve FUSE over io_uring (Linux 6.14+ with
+ * CONFIG_FUSE_IO_URING, and the fuse module's enable_uring, off by
+ * default); the reason why not in errp.
+ */
+static int fuse_kernel_check_uring(struct error **errp)
 {
 	char c = 'N';
 	FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "re");
 
-	if (!f)
-		return false;
+	if (!f) {
+		error_setg(errp, "FUSE over io_uring is not supported by this kernel (it needs "
+			   "Linux 6.14+ built with CONFIG_FUSE_IO_URING: there is no "
+			   "/sys/module/fuse/parameters/enable_uring)");
+		return -1;
+	}
 	if (fread(&c, 1, 1, f) != 1)
 		c = 'N';
 	fclose(f);
-	return c == 'Y' || c == '1';
+	if (c != 'Y' && c != '1') {
+		error_setg(errp, "FUSE over io_uring is disabled in the kernel (echo Y > "
+			   "/sys/module/fuse/parameters/enable_uring)");
+		return -1;
+	}
+	return 0;
+}
+
+/* After INIT: switch the export to io_uring if it asked for it. */
+static int fuse_export_start_uring(struct fuse_export *fe, struct error **errp)
+{
+	bool agreed;
+
+	pthread_mutex_lock(&fe->lock);
+	agreed = fe->initialized && fe->uring_agreed;
+	pthread_mutex_unlock(&fe->lock);
+	if (!agreed) {
+		error_setg(errp, "The kernel did not offer FUSE over io_uring to export '%s' "
+			   "(is /sys/module/fuse/parameters/enable_uring Y?)", fe->common.id);
+		return -1;
+	}
+	if (fuse_ring_start(fe, errp) < 0)
+		return -1;
+	pthread_mutex_lock(&fe->lock);
+	fuse_export_set_reason(fe, FUSE_PATH_URING, "requests are served in userspace over "
+			       "FUSE-over-io_uring ('io-uring': true)");
+	pthread_mutex_unlock(&fe->lock);
+	return 0;
 }
 
 static int fuse_export_create(struct export *exp, json_t *options, struct error **errp)
@@ -514,15 +563,21 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 		error_setg(errp, "Parameter 'mountpoint' is missing");
 		goto fail;
 	}
-	if (json_is_true(json_object_get(options, "io-uring"))) {
-		if (!fuse_kernel_uring_enabled())
-			error_setg(errp, "FUSE-over-io_uring is disabled in this kernel (fuse "
-				   "module parameter enable_uring is off); leave 'io-uring' "
-				   "out to use request threads");
-		else
-			error_setg(errp, "FUSE-over-io_uring is not implemented by this "
-				   "exportd yet; leave 'io-uring' out to use request threads");
-		goto fail;
+	fe->uring_wanted = json_is_true(json_object_get(options, "io-uring"));
+	if (fe->uring_wanted) {
+		if (fuse_kernel_check_uring(errp) < 0)
+			goto fail;
+		/*
+		 * The kernel could combine them, but io_uring would then only
+		 * carry what passthrough leaves to userspace: 'io-uring' means
+		 * the userspace path, and 'auto' resolves to it.
+		 */
+		if (passthrough && !strcmp(passthrough, "on")) {
+			error_setg(errp, "'passthrough': 'on' and 'io-uring': true do not combine: "
+				   "io_uring serves requests in userspace, passthrough lets the "
+				   "kernel serve them; choose one");
+			goto fail;
+		}
 	}
 	if (num_threads) {
 		json_int_t n = json_integer_value(num_threads);
@@ -556,7 +611,10 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 		goto fail;
 	}
 
-	if (fuse_export_plan_passthrough(fe, passthrough ? passthrough : "auto", errp) < 0)
+	if (fe->uring_wanted)
+		fuse_export_set_reason(fe, FUSE_PATH_URING, "waiting for FUSE INIT");
+	else if (fuse_export_plan_passthrough(fe, passthrough ? passthrough : "auto",
+						errp) < 0)
 		goto fail;
 
 	atomic_init(&fe->st_mode, S_IFREG | S_IRUSR | (exp->writable ? S_IWUSR : 0));
@@ -587,6 +645,8 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	if (fuse_export_start_threads(fe, errp) < 0)
 		goto fail_unmount;
 	fuse_export_wait_init(fe);
+	if (fe->uring_wanted && fuse_export_start_uring(fe, errp) < 0)
+		goto fail_unmount;
 	pthread_mutex_lock(&fe->lock);
 	if (fe->halted) {
 		pthread_mutex_unlock(&fe->lock);
@@ -598,8 +658,7 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	pthread_mutex_unlock(&fe->lock);
 	log_info("export '%s' mounted on '%s' (%d threads, allow_other %s, %s: %s)",
 		 exp->id, fe->mountpoint, fe->num_threads, fe->allow_other ? "on" : "off",
-		 fe->data_path == FUSE_PATH_PASSTHROUGH ? "passthrough" : "userspace",
-		 fe->data_path_reason);
+		 fuse_data_path_name(fe->data_path), fe->data_path_reason);
 	return 0;
 
 fail_unmount:
@@ -660,9 +719,7 @@ static void fuse_export_query(struct export *exp, json_t *info)
 	json_object_set_new(info, "x-growable", json_boolean(exp->growable));
 	json_object_set_new(info, "x-allow-other", json_boolean(fe->allow_other));
 	json_object_set_new(info, "x-num-threads", json_integer(fe->num_threads));
-	json_object_set_new(info, "x-data-path",
-			    json_string(fe->data_path == FUSE_PATH_PASSTHROUGH ?
-					"passthrough" : "userspace"));
+	json_object_set_new(info, "x-data-path", json_string(fuse_data_path_name(fe->data_path)));
 	json_object_set_new(info, "x-data-path-reason",
 			    json_string(fe->data_path_reason ? fe->data_path_reason : ""));
 	json_object_set_new(info, "x-open-handles", json_integer(fe->open_handles));

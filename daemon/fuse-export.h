@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "export.h"
+#include "fuse-proto.h"
 
 #define FUSE_EXPORT_MAX_IO	(1u << 20)	/* max_read and max_write */
 #define FUSE_EXPORT_PAGE	4096u
@@ -28,6 +29,7 @@
 enum fuse_data_path {
 	FUSE_PATH_USERSPACE,
 	FUSE_PATH_PASSTHROUGH,
+	FUSE_PATH_URING,	/* userspace, requests over io_uring */
 };
 
 struct fuse_export;
@@ -59,11 +61,33 @@ struct fuse_thread {
 	pthread_t tid;
 	bool started;
 	char *buf;		/* FUSE_EXPORT_BUF_SIZE, page-aligned */
-	/* Outcome of the request being handled, for the statistics. */
-	int last_err;
-	uint64_t last_bytes;
 	struct fuse_op_stats stats[FUSE_STAT_NOPS];
 };
+
+/*
+ * A reply as a handler leaves it, for the path that took the request to
+ * send: writev() on /dev/fuse, or the payload of an io_uring entry.  The
+ * body is one contiguous area: READ data in `data` (which the path
+ * provides, so that data is read where it will be sent from), every
+ * other reply struct in `u`.
+ */
+struct fuse_reply {
+	int err;		/* positive errno, or 0 */
+	bool none;		/* the kernel expects no reply (FORGET, ...) */
+	const void *body;	/* NULL: the header alone */
+	size_t len;
+	uint64_t bytes;		/* data moved, for the statistics */
+	char *data;		/* in: FUSE_EXPORT_MAX_IO bytes, page-aligned */
+	union {
+		struct fuse_attr_out attr;
+		struct exportd_fuse_open_out open;
+		struct fuse_write_out write;
+		struct fuse_lseek_out lseek;
+		struct fuse_statfs_out statfs;
+	} u;
+};
+
+struct fuse_ring;
 
 struct fuse_export {
 	struct export common;
@@ -106,6 +130,14 @@ struct fuse_export {
 	enum fuse_data_path data_path;
 	char *data_path_reason;
 
+	/* FUSE over io_uring (export-fuse-uring.c). */
+	bool uring_wanted;	/* io-uring: on */
+	bool uring_agreed;	/* INIT agreed to FUSE_OVER_IO_URING */
+	struct fuse_ring *ring;
+	/* Per ring queue statistics, summed by queries with the threads'. */
+	int ring_nqueues;
+	struct fuse_op_stats (*ring_stats)[FUSE_STAT_NOPS];
+
 	LIST_ENTRY(fuse_export) link;	/* in fuse_mounts while mounted */
 };
 
@@ -114,8 +146,23 @@ struct fuse_export {
  * reply on t's fd.  < 0 when the channel cannot be trusted any more.
  */
 int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n);
+/*
+ * fuse-ops.c: answer one parsed request (not INIT, which only comes
+ * through /dev/fuse) into *rep; rep->data must be set by the caller.
+ */
+void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
+		       struct fuse_reply *rep);
+/* fuse-ops.c: count a served request in a path's statistics. */
+void fuse_stats_account(struct fuse_op_stats *stats, uint32_t opcode,
+			const struct fuse_reply *rep, uint64_t ns);
 /* fuse-ops.c: x-stats of query-block-exports, summed over the threads. */
 json_t *fuse_export_stats(struct fuse_export *fe);
+/* export-fuse-uring.c: serve the export over io_uring (after INIT agreed). */
+int fuse_ring_start(struct fuse_export *fe, struct error **errp);
+/* export-fuse-uring.c: join the ring threads and free the rings. */
+void fuse_ring_free(struct fuse_export *fe);
+/* export-fuse.c: stop serving the export after a fatal error (any thread). */
+void fuse_export_halt(struct fuse_export *fe, const char *why);
 /* export-fuse.c: which data path serves the export, and why (under lock). */
 void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
 			    const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -98,4 +98,55 @@ _Static_assert(sizeof(struct exportd_fuse_open_out) == sizeof(struct fuse_open_o
 _Static_assert(offsetof(struct exportd_fuse_init_out, max_stack_depth) == 36,
 	       "max_stack_depth offset");
 
+/*
+ * FUSE over io_uring: protocol 7.42, Linux 6.14 (include/uapi/linux/fuse.h
+ * and fs/fuse/dev_uring.c of that release).  After INIT agreed to
+ * FUSE_OVER_IO_URING, the server registers ring entries with
+ * IORING_OP_URING_CMD on a /dev/fuse fd (SQE128: struct
+ * exportd_fuse_uring_cmd_req in the 80-byte command area; sqe->addr an
+ * iovec[2]: the header buffer, then the payload buffer).  A request
+ * arrives as the completion of an entry's command: fuse_in_header in
+ * in_out, the opcode's argument struct in op_in, the rest (WRITE data) in
+ * the payload.  The reply goes back the same way (fuse_out_header in
+ * in_out, the whole reply body in the payload, its length in
+ * payload_sz) with COMMIT_AND_FETCH, which also re-arms the entry.
+ */
+#ifndef FUSE_OVER_IO_URING
+#define FUSE_OVER_IO_URING (1ULL << 41)
+#endif
+#define EXPORTD_FUSE_URING_IN_OUT_HEADER_SZ 128
+#define EXPORTD_FUSE_URING_OP_IN_OUT_SZ 128
+
+struct exportd_fuse_uring_ent_in_out {
+	uint64_t flags;
+	uint64_t commit_id;	/* the request's unique, to commit with */
+	uint32_t payload_sz;	/* bytes in the payload (both ways) */
+	uint32_t padding;
+	uint64_t reserved;
+};
+
+struct exportd_fuse_uring_req_header {
+	char in_out[EXPORTD_FUSE_URING_IN_OUT_HEADER_SZ];	/* in/out header */
+	char op_in[EXPORTD_FUSE_URING_OP_IN_OUT_SZ];	/* opcode's argument */
+	struct exportd_fuse_uring_ent_in_out ring_ent_in_out;
+};
+
+enum exportd_fuse_uring_cmd {
+	EXPORTD_FUSE_IO_URING_CMD_INVALID = 0,
+	EXPORTD_FUSE_IO_URING_CMD_REGISTER = 1,
+	EXPORTD_FUSE_IO_URING_CMD_COMMIT_AND_FETCH = 2,
+};
+
+/* In the SQE's 80-byte command area. */
+struct exportd_fuse_uring_cmd_req {
+	uint64_t flags;
+	uint64_t commit_id;
+	uint16_t qid;		/* the queue (= CPU) the entry serves */
+	uint8_t padding[6];
+};
+
+_Static_assert(sizeof(struct exportd_fuse_uring_cmd_req) == 24, "fuse_uring_cmd_req layout");
+_Static_assert(sizeof(struct exportd_fuse_uring_req_header) == 288,
+	       "fuse_uring_req_header layout");
+
 #endif

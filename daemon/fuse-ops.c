@@ -4,9 +4,13 @@
  * block/export/fuse.c (and without its known bugs: punch hole reads back
  * zeroes, concurrent writes land where they were written).
  *
- * Every handler calls the block layer directly and replies on its
- * thread's own fd; none takes a lock on the read/write path.  Statistics
- * are counted per thread and summed by queries.
+ * Every handler calls the block layer directly and leaves its reply in a
+ * struct fuse_reply, which the path that took the request sends: its
+ * request thread's own /dev/fuse fd (fuse_export_handle, here), or the
+ * io_uring entry it came in (export-fuse-uring.c).  READ data is read
+ * straight into the buffer it is sent from either way; no handler takes
+ * a lock on the read/write path.  Statistics are counted per thread or
+ * ring queue and summed by queries.
  */
 #include "config.h"
 
@@ -30,44 +34,50 @@ static const char *const fuse_stat_names[FUSE_STAT_NOPS] = {
 	"read", "write", "flush", "fallocate", "other",
 };
 
-/* Reply with an error (or 0), remembering it for the statistics. */
-static int fuse_thread_reply_err(struct fuse_thread *t, uint64_t unique, int err)
+static void fuse_reply_err(struct fuse_reply *rep, int err)
 {
-	t->last_err = err;
-	return fuse_proto_reply_err(t->fd, unique, err);
+	rep->err = err;
+	rep->body = NULL;
+	rep->len = 0;
 }
 
-static int fuse_export_reply_attr(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_reply_body(struct fuse_reply *rep, const void *body, size_t len)
 {
-	struct fuse_export *fe = t->fe;
+	rep->err = 0;
+	rep->body = body;
+	rep->len = len;
+}
+
+static void fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *rep)
+{
 	struct block_node *bs = fe->common.node;
-	struct fuse_attr_out out;
+	struct fuse_attr_out *out = &rep->u.attr;
 	int64_t len, alloc, blocks;
 	uint64_t now = (uint64_t)time(NULL);
-	size_t outlen = sizeof(out);
+	size_t outlen = sizeof(*out);
 
 	len = block_node_length(bs);
 	if (len < 0)
-		return fuse_thread_reply_err(t, req->unique, (int)-len);
+		return fuse_reply_err(rep, (int)-len);
 	alloc = block_node_allocated_size(bs);
 	/* As QEMU: without an allocated size, claim the whole length. */
 	blocks = alloc <= 0 ? DIV_ROUND_UP(len, 512) : DIV_ROUND_UP(alloc, 512);
 
-	memset(&out, 0, sizeof(out));
-	out.attr_valid = 1;
-	out.attr.ino = FUSE_ROOT_ID;
-	out.attr.mode = atomic_load(&fe->st_mode);
-	out.attr.nlink = 1;
-	out.attr.uid = atomic_load(&fe->st_uid);
-	out.attr.gid = atomic_load(&fe->st_gid);
-	out.attr.size = (uint64_t)len;
-	out.attr.blocks = (uint64_t)blocks;
+	memset(out, 0, sizeof(*out));
+	out->attr_valid = 1;
+	out->attr.ino = FUSE_ROOT_ID;
+	out->attr.mode = atomic_load(&fe->st_mode);
+	out->attr.nlink = 1;
+	out->attr.uid = atomic_load(&fe->st_uid);
+	out->attr.gid = atomic_load(&fe->st_gid);
+	out->attr.size = (uint64_t)len;
+	out->attr.blocks = (uint64_t)blocks;
 	/* QEMU reports the node's request alignment: 1 without O_DIRECT. */
-	out.attr.blksize = 1;
-	out.attr.atime = out.attr.mtime = out.attr.ctime = now;
+	out->attr.blksize = 1;
+	out->attr.atime = out->attr.mtime = out->attr.ctime = now;
 	if (fe->proto_minor < 9)
 		outlen = FUSE_COMPAT_ATTR_OUT_SIZE;
-	return fuse_proto_reply(t->fd, req->unique, &out, outlen);
+	fuse_reply_body(rep, out, outlen);
 }
 
 /* Change the size under resize_lock; grow_only: never shrink. */
@@ -89,9 +99,9 @@ static int fuse_export_resize(struct fuse_export *fe, uint64_t size, bool grow_o
 	return ret;
 }
 
-static int fuse_op_setattr(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *req,
+			    struct fuse_reply *rep)
 {
-	struct fuse_export *fe = t->fe;
 	struct fuse_setattr_in in;
 	uint32_t to_set, supported;
 	int ret;
@@ -104,22 +114,22 @@ static int fuse_op_setattr(struct fuse_thread *t, const struct fuse_request *req
 	if (fe->allow_other)
 		supported |= FATTR_UID | FATTR_GID;
 	if (to_set & ~supported)
-		return fuse_thread_reply_err(t, req->unique, ENOTSUP);
+		return fuse_reply_err(rep, ENOTSUP);
 
 	if (to_set & FATTR_MODE) {
 		/* Without allow_other, nobody but the owner can get in anyway. */
 		if (!fe->allow_other && (in.mode & (S_IRWXG | S_IRWXO)))
-			return fuse_thread_reply_err(t, req->unique, EPERM);
+			return fuse_reply_err(rep, EPERM);
 		/* +w makes no sense on a read-only export. */
 		if (!fe->common.writable && (in.mode & (S_IWUSR | S_IWGRP | S_IWOTH)))
-			return fuse_thread_reply_err(t, req->unique, EROFS);
+			return fuse_reply_err(rep, EROFS);
 	}
 	if (to_set & FATTR_SIZE) {
 		if (!fe->common.writable)
-			return fuse_thread_reply_err(t, req->unique, EACCES);
+			return fuse_reply_err(rep, EACCES);
 		ret = fuse_export_resize(fe, in.size, false);
 		if (ret < 0)
-			return fuse_thread_reply_err(t, req->unique, -ret);
+			return fuse_reply_err(rep, -ret);
 	}
 	if (to_set & FATTR_MODE)
 		atomic_store(&fe->st_mode, (in.mode & 07777) | S_IFREG);
@@ -127,19 +137,19 @@ static int fuse_op_setattr(struct fuse_thread *t, const struct fuse_request *req
 		atomic_store(&fe->st_uid, in.uid);
 	if (to_set & FATTR_GID)
 		atomic_store(&fe->st_gid, in.gid);
-	return fuse_export_reply_attr(t, req);
+	fuse_export_reply_attr(fe, rep);
 }
 
-static int fuse_op_open(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
+			 struct fuse_reply *rep)
 {
-	struct fuse_export *fe = t->fe;
-	struct exportd_fuse_open_out out;
+	struct exportd_fuse_open_out *out = &rep->u.open;
 	struct fuse_open_in in;
 	bool wants_write;
 
 	memcpy(&in, req->arg, sizeof(in));
 	wants_write = (in.flags & O_ACCMODE) != O_RDONLY;
-	memset(&out, 0, sizeof(out));
+	memset(out, 0, sizeof(*out));
 
 	pthread_mutex_lock(&fe->lock);
 	if (fe->data_path == FUSE_PATH_PASSTHROUGH && fe->backing_id > 0) {
@@ -157,45 +167,46 @@ static int fuse_op_open(struct fuse_thread *t, const struct fuse_request *req)
 		 */
 		if (wants_write && !fe->common.writable) {
 			pthread_mutex_unlock(&fe->lock);
-			return fuse_thread_reply_err(t, req->unique, EACCES);
+			return fuse_reply_err(rep, EACCES);
 		}
-		out.open_flags = FOPEN_PASSTHROUGH;
-		out.backing_id = fe->backing_id;
+		out->open_flags = FOPEN_PASSTHROUGH;
+		out->backing_id = fe->backing_id;
 		if (wants_write)
-			out.open_flags |= FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+			out->open_flags |= FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
 	}
 	fe->open_handles++;
 	pthread_mutex_unlock(&fe->lock);
-	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
+	fuse_reply_body(rep, out, sizeof(*out));
 }
 
-static int fuse_op_release(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_release(struct fuse_export *fe, const struct fuse_request *req,
+			    struct fuse_reply *rep)
 {
-	struct fuse_export *fe = t->fe;
 
 	pthread_mutex_lock(&fe->lock);
 	if (fe->open_handles > 0)
 		fe->open_handles--;
 	pthread_cond_broadcast(&fe->cond);
 	pthread_mutex_unlock(&fe->lock);
-	return fuse_thread_reply_err(t, req->unique, 0);
+	(void)req;
+	fuse_reply_err(rep, 0);
 }
 
-static int fuse_op_read(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_read(struct fuse_export *fe, const struct fuse_request *req,
+			 struct fuse_reply *rep)
 {
-	struct fuse_export *fe = t->fe;
 	struct fuse_read_in in;
-	char *data = t->buf + FUSE_EXPORT_PAGE;
+	char *data = rep->data;
 	int64_t len;
 	uint32_t size;
 	int ret;
 
 	memcpy(&in, req->arg, sizeof(in));
 	if (in.size > FUSE_EXPORT_MAX_IO)
-		return fuse_thread_reply_err(t, req->unique, EINVAL);
+		return fuse_reply_err(rep, EINVAL);
 	len = block_node_length(fe->common.node);
 	if (len < 0)
-		return fuse_thread_reply_err(t, req->unique, (int)-len);
+		return fuse_reply_err(rep, (int)-len);
 	/* Clients expect short reads at EOF. */
 	if (in.offset >= (uint64_t)len)
 		size = 0;
@@ -204,17 +215,17 @@ static int fuse_op_read(struct fuse_thread *t, const struct fuse_request *req)
 	if (size) {
 		ret = block_node_pread(fe->common.node, data, size, in.offset);
 		if (ret < 0)
-			return fuse_thread_reply_err(t, req->unique, -ret);
+			return fuse_reply_err(rep, -ret);
 	}
-	t->last_bytes = size;
-	return fuse_proto_reply(t->fd, req->unique, data, size);
+	rep->bytes = size;
+	fuse_reply_body(rep, data, size);
 }
 
-static int fuse_op_write(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_write(struct fuse_export *fe, const struct fuse_request *req,
+			  struct fuse_reply *rep)
 {
-	struct fuse_export *fe = t->fe;
 	struct block_node *bs = fe->common.node;
-	struct fuse_write_out out;
+	struct fuse_write_out *out = &rep->u.write;
 	struct fuse_write_in in;
 	uint64_t size;
 	int64_t len;
@@ -222,21 +233,21 @@ static int fuse_op_write(struct fuse_thread *t, const struct fuse_request *req)
 
 	memcpy(&in, req->arg, sizeof(in));
 	if (!fe->common.writable)
-		return fuse_thread_reply_err(t, req->unique, EACCES);
+		return fuse_reply_err(rep, EACCES);
 	size = in.size;
 	if (size > FUSE_EXPORT_MAX_IO || in.offset > (uint64_t)INT64_MAX - size)
-		return fuse_thread_reply_err(t, req->unique, EINVAL);
+		return fuse_reply_err(rep, EINVAL);
 	len = block_node_length(bs);
 	if (len < 0)
-		return fuse_thread_reply_err(t, req->unique, (int)-len);
+		return fuse_reply_err(rep, (int)-len);
 	if (in.offset + size > (uint64_t)len) {
 		if (fe->common.growable) {
 			ret = fuse_export_resize(fe, in.offset + size, true);
 			if (ret < 0)
-				return fuse_thread_reply_err(t, req->unique, -ret);
+				return fuse_reply_err(rep, -ret);
 		} else if (in.offset >= (uint64_t)len) {
 			/* qsd 7.2 answers a write at or past EOF with EIO. */
-			return fuse_thread_reply_err(t, req->unique, EIO);
+			return fuse_reply_err(rep, EIO);
 		} else {
 			/* A short write up to EOF. */
 			size = (uint64_t)len - in.offset;
@@ -247,12 +258,12 @@ static int fuse_op_write(struct fuse_thread *t, const struct fuse_request *req)
 		if (ret == 0 && fe->writethrough)
 			ret = block_node_flush(bs);
 		if (ret < 0)
-			return fuse_thread_reply_err(t, req->unique, -ret);
+			return fuse_reply_err(rep, -ret);
 	}
-	t->last_bytes = size;
-	memset(&out, 0, sizeof(out));
-	out.size = (uint32_t)size;
-	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
+	rep->bytes = size;
+	memset(out, 0, sizeof(*out));
+	out->size = (uint32_t)size;
+	fuse_reply_body(rep, out, sizeof(*out));
 }
 
 static int fuse_export_fallocate(struct fuse_export *fe, uint64_t offset, uint64_t length,
@@ -312,16 +323,17 @@ static int fuse_export_fallocate(struct fuse_export *fe, uint64_t offset, uint64
 	return -EOPNOTSUPP;
 }
 
-static int fuse_op_fallocate(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_fallocate(struct fuse_export *fe, const struct fuse_request *req,
+			      struct fuse_reply *rep)
 {
 	struct fuse_fallocate_in in;
 	int ret;
 
 	memcpy(&in, req->arg, sizeof(in));
-	ret = fuse_export_fallocate(t->fe, in.offset, in.length, in.mode);
-	if (ret == 0 && t->fe->writethrough)
-		ret = block_node_flush(t->fe->common.node);
-	return fuse_thread_reply_err(t, req->unique, ret < 0 ? -ret : 0);
+	ret = fuse_export_fallocate(fe, in.offset, in.length, in.mode);
+	if (ret == 0 && fe->writethrough)
+		ret = block_node_flush(fe->common.node);
+	fuse_reply_err(rep, ret < 0 ? -ret : 0);
 }
 
 /* SEEK_DATA/SEEK_HOLE from block status, with qsd's EOF semantics. */
@@ -359,33 +371,36 @@ static int64_t fuse_export_lseek(struct fuse_export *fe, uint64_t offset, uint32
 	}
 }
 
-static int fuse_op_lseek(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_lseek(struct fuse_export *fe, const struct fuse_request *req,
+			  struct fuse_reply *rep)
 {
+	struct fuse_lseek_out *out = &rep->u.lseek;
 	struct fuse_lseek_in in;
-	struct fuse_lseek_out out;
 	int64_t ret;
 
 	memcpy(&in, req->arg, sizeof(in));
-	ret = fuse_export_lseek(t->fe, in.offset, in.whence);
+	ret = fuse_export_lseek(fe, in.offset, in.whence);
 	if (ret < 0)
-		return fuse_thread_reply_err(t, req->unique, (int)-ret);
-	memset(&out, 0, sizeof(out));
-	out.offset = (uint64_t)ret;
-	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
+		return fuse_reply_err(rep, (int)-ret);
+	memset(out, 0, sizeof(*out));
+	out->offset = (uint64_t)ret;
+	fuse_reply_body(rep, out, sizeof(*out));
 }
 
-static int fuse_op_statfs(struct fuse_thread *t, const struct fuse_request *req)
+static void fuse_op_statfs(struct fuse_export *fe, const struct fuse_request *req,
+			   struct fuse_reply *rep)
 {
-	struct fuse_statfs_out out;
-	size_t outlen = sizeof(out);
+	struct fuse_statfs_out *out = &rep->u.statfs;
+	size_t outlen = sizeof(*out);
 
 	/* What libfuse answers for a file system without statfs (as qsd). */
-	memset(&out, 0, sizeof(out));
-	out.st.bsize = 512;
-	out.st.namelen = 255;
-	if (t->fe->proto_minor < 4)
+	(void)req;
+	memset(out, 0, sizeof(*out));
+	out->st.bsize = 512;
+	out->st.namelen = 255;
+	if (fe->proto_minor < 4)
 		outlen = FUSE_COMPAT_STATFS_SIZE;
-	return fuse_proto_reply(t->fd, req->unique, &out, outlen);
+	fuse_reply_body(rep, out, outlen);
 }
 
 /* Register the backing file with the kernel (after INIT agreed to it). */
@@ -434,10 +449,11 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 
 	pthread_mutex_lock(&fe->lock);
 	p.want_passthrough = fe->pt_wanted;
+	p.want_uring = fe->uring_wanted;
 	len = fuse_proto_init(req, &p, &out, &res);
 	if (len < 0) {
 		pthread_mutex_unlock(&fe->lock);
-		fuse_thread_reply_err(t, req->unique, EPROTO);
+		fuse_proto_reply_err(t->fd, req->unique, EPROTO);
 		return -EPROTO;
 	}
 	fe->proto_minor = res.minor;
@@ -445,7 +461,8 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	/*
 	 * The kernel took the reply during write(), so it knows about
 	 * passthrough now.  Other threads may already have an OPEN; they
-	 * wait on lock for the outcome.
+	 * wait on lock for the outcome.  The io_uring queues are set up by
+	 * create(), which waits for this.
 	 */
 	if (ret == 0 && !res.retry) {
 		if (fe->pt_wanted) {
@@ -456,6 +473,7 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 						       "the kernel did not offer FUSE_PASSTHROUGH "
 						       "(needs Linux 6.9+)");
 		}
+		fe->uring_agreed = res.uring;
 		fe->initialized = true;
 		pthread_cond_broadcast(&fe->cond);
 	}
@@ -463,7 +481,8 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	return 0;
 }
 
-static void fuse_thread_account(struct fuse_thread *t, uint32_t opcode, uint64_t ns)
+void fuse_stats_account(struct fuse_op_stats *stats, uint32_t opcode,
+			const struct fuse_reply *rep, uint64_t ns)
 {
 	struct fuse_op_stats *st;
 	uint64_t us = ns / 1000;
@@ -471,32 +490,94 @@ static void fuse_thread_account(struct fuse_thread *t, uint32_t opcode, uint64_t
 
 	switch (opcode) {
 	case FUSE_READ:
-		st = &t->stats[FUSE_STAT_READ];
+		st = &stats[FUSE_STAT_READ];
 		break;
 	case FUSE_WRITE:
-		st = &t->stats[FUSE_STAT_WRITE];
+		st = &stats[FUSE_STAT_WRITE];
 		break;
 	case FUSE_FLUSH:
 	case FUSE_FSYNC:
-		st = &t->stats[FUSE_STAT_FLUSH];
+		st = &stats[FUSE_STAT_FLUSH];
 		break;
 	case FUSE_FALLOCATE:
-		st = &t->stats[FUSE_STAT_FALLOCATE];
+		st = &stats[FUSE_STAT_FALLOCATE];
 		break;
 	default:
-		st = &t->stats[FUSE_STAT_OTHER];
+		st = &stats[FUSE_STAT_OTHER];
 		break;
 	}
 	while (us && b < FUSE_STAT_BUCKETS - 1) {
 		us >>= 1;
 		b++;
 	}
-	/* Only this thread writes: relaxed is enough, queries just sum. */
+	/* Only one thread writes a set: relaxed is enough, queries just sum. */
 	atomic_fetch_add_explicit(&st->requests, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st->bytes, t->last_bytes, memory_order_relaxed);
-	if (t->last_err)
+	atomic_fetch_add_explicit(&st->bytes, rep->bytes, memory_order_relaxed);
+	if (rep->err)
 		atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&st->latency[b], 1, memory_order_relaxed);
+}
+
+void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
+		       struct fuse_reply *rep)
+{
+	char opbuf[16];
+	int ret;
+
+	rep->none = false;
+	rep->bytes = 0;
+	switch (req->opcode) {
+	case FUSE_FORGET:
+	case FUSE_BATCH_FORGET:
+	case FUSE_INTERRUPT:	/* requests are short; let them finish */
+		rep->none = true;
+		fuse_reply_err(rep, 0);
+		break;
+	case FUSE_LOOKUP:	/* the root is the only node */
+		fuse_reply_err(rep, ENOENT);
+		break;
+	case FUSE_GETATTR:
+		fuse_export_reply_attr(fe, rep);
+		break;
+	case FUSE_SETATTR:
+		fuse_op_setattr(fe, req, rep);
+		break;
+	case FUSE_OPEN:
+		fuse_op_open(fe, req, rep);
+		break;
+	case FUSE_RELEASE:
+		fuse_op_release(fe, req, rep);
+		break;
+	case FUSE_READ:
+		fuse_op_read(fe, req, rep);
+		break;
+	case FUSE_WRITE:
+		fuse_op_write(fe, req, rep);
+		break;
+	case FUSE_FALLOCATE:
+		fuse_op_fallocate(fe, req, rep);
+		break;
+	case FUSE_FLUSH:	/* close(): qsd flushes there too */
+	case FUSE_FSYNC:
+		ret = block_node_flush(fe->common.node);
+		fuse_reply_err(rep, ret < 0 ? -ret : 0);
+		break;
+	case FUSE_LSEEK:
+		fuse_op_lseek(fe, req, rep);
+		break;
+	case FUSE_STATFS:
+		fuse_op_statfs(fe, req, rep);
+		break;
+	case FUSE_DESTROY:
+		fuse_reply_err(rep, 0);
+		break;
+	default:
+		/* INIT included: only /dev/fuse carries it (fuse_export_handle). */
+		log_debug("export '%s': %s not implemented", fe->common.id,
+			  fuse_proto_opname(req->opcode, opbuf, sizeof(opbuf)));
+		fuse_reply_err(rep, ENOSYS);
+		break;
+	}
 }
 
 /* Handle one request; < 0 means the channel cannot be trusted any more. */
@@ -504,6 +585,8 @@ int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 {
 	struct fuse_export *fe = t->fe;
 	struct fuse_request req;
+	struct fuse_reply rep;
+	struct iovec iov;
 	const char *why;
 	char opbuf[16];
 	int ret;
@@ -514,64 +597,20 @@ int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 		log_warnx("export '%s': malformed FUSE request: %s", fe->common.id, why);
 		return -EPROTO;
 	}
-	t->last_err = 0;
-	t->last_bytes = 0;
-	switch (req.opcode) {
-	case FUSE_INIT:
+	if (req.opcode == FUSE_INIT)
 		return fuse_op_init(t, &req);
-	case FUSE_FORGET:
-	case FUSE_BATCH_FORGET:
-	case FUSE_INTERRUPT:	/* requests are short; let them finish */
+	rep.data = t->buf + FUSE_EXPORT_PAGE;
+	fuse_export_serve(fe, &req, &rep);
+	if (rep.none)
 		return 0;
-	case FUSE_LOOKUP:	/* the root is the only node */
-		ret = fuse_thread_reply_err(t, req.unique, ENOENT);
-		break;
-	case FUSE_GETATTR:
-		ret = fuse_export_reply_attr(t, &req);
-		break;
-	case FUSE_SETATTR:
-		ret = fuse_op_setattr(t, &req);
-		break;
-	case FUSE_OPEN:
-		ret = fuse_op_open(t, &req);
-		break;
-	case FUSE_RELEASE:
-		ret = fuse_op_release(t, &req);
-		break;
-	case FUSE_READ:
-		ret = fuse_op_read(t, &req);
-		break;
-	case FUSE_WRITE:
-		ret = fuse_op_write(t, &req);
-		break;
-	case FUSE_FALLOCATE:
-		ret = fuse_op_fallocate(t, &req);
-		break;
-	case FUSE_FLUSH:	/* close(): qsd flushes there too */
-	case FUSE_FSYNC:
-		ret = block_node_flush(fe->common.node);
-		ret = fuse_thread_reply_err(t, req.unique, ret < 0 ? -ret : 0);
-		break;
-	case FUSE_LSEEK:
-		ret = fuse_op_lseek(t, &req);
-		break;
-	case FUSE_STATFS:
-		ret = fuse_op_statfs(t, &req);
-		break;
-	case FUSE_DESTROY:
-		ret = fuse_thread_reply_err(t, req.unique, 0);
-		break;
-	default:
-		log_debug("export '%s': %s not implemented", fe->common.id,
-			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)));
-		ret = fuse_thread_reply_err(t, req.unique, ENOSYS);
-		break;
-	}
+	iov.iov_base = (void *)rep.body;
+	iov.iov_len = rep.len;
+	ret = fuse_proto_reply_iov(t->fd, req.unique, rep.err, &iov, rep.len ? 1 : 0);
 	/* ENOENT: the request was interrupted and is gone; not our problem. */
 	if (ret < 0 && ret != -ENOENT && !atomic_load(&fe->stopping))
 		log_debug("export '%s': cannot reply to %s: %s", fe->common.id,
 			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)), strerror(-ret));
-	fuse_thread_account(t, req.opcode, clock_monotonic_ns() - start);
+	fuse_stats_account(t->stats, req.opcode, &rep, clock_monotonic_ns() - start);
 	return 0;
 }
 
@@ -588,8 +627,13 @@ json_t *fuse_export_stats(struct fuse_export *fe)
 		uint64_t req = 0, bytes = 0, errors = 0, lat[FUSE_STAT_BUCKETS] = { 0 };
 		json_t *hist = json_array();
 
-		for (int i = 0; i < fe->num_threads && fe->threads; i++) {
-			struct fuse_op_stats *st = &fe->threads[i].stats[op];
+		int nthreads = fe->threads ? fe->num_threads : 0;
+		int nqueues = fe->ring_stats ? fe->ring_nqueues : 0;
+
+		/* Request threads first, then io_uring queues. */
+		for (int i = 0; i < nthreads + nqueues; i++) {
+			struct fuse_op_stats *st = i < nthreads ? &fe->threads[i].stats[op] :
+						   &fe->ring_stats[i - nthreads][op];
 
 			req += atomic_load_explicit(&st->requests, memory_order_relaxed);
 			bytes += atomic_load_explicit(&st->bytes, memory_order_relaxed);

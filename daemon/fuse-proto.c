@@ -57,6 +57,64 @@ bool fuse_proto_no_reply(uint32_t opcode)
 	return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET;
 }
 
+/* The checks after the header: argument sizes, WRITE data, names. */
+static int fuse_proto_check_args(struct fuse_request *req, const char **why)
+{
+	size_t arglen = req->arglen;
+
+	if (req->opcode < ARRAY_SIZE(fuse_ops) && fuse_ops[req->opcode].name &&
+	    arglen < fuse_ops[req->opcode].min_arg) {
+		*why = "request arguments truncated";
+		return -EPROTO;
+	}
+	switch (req->opcode) {
+	case FUSE_WRITE: {
+		struct fuse_write_in in;
+
+		memcpy(&in, req->arg, sizeof(in));
+		if (!req->data) {
+			if (arglen - sizeof(in) < in.size) {
+				*why = "WRITE data shorter than its size";
+				return -EPROTO;
+			}
+			req->data = (const char *)req->arg + sizeof(in);
+		} else if (req->datalen < in.size) {
+			*why = "WRITE data shorter than its size";
+			return -EPROTO;
+		}
+		req->datalen = in.size;
+		break;
+	}
+	case FUSE_BATCH_FORGET: {
+		struct fuse_batch_forget_in in;
+
+		memcpy(&in, req->arg, sizeof(in));
+		if ((arglen - sizeof(in)) / sizeof(struct fuse_forget_one) < in.count) {
+			*why = "BATCH_FORGET list shorter than its count";
+			return -EPROTO;
+		}
+		break;
+	}
+	case FUSE_LOOKUP:
+		if (memchr(req->arg, '\0', arglen) == NULL) {
+			*why = "LOOKUP name not terminated";
+			return -EPROTO;
+		}
+		break;
+	}
+	return 0;
+}
+
+static void fuse_proto_fill_header(const struct fuse_in_header *h, struct fuse_request *req)
+{
+	req->opcode = h->opcode;
+	req->unique = h->unique;
+	req->nodeid = h->nodeid;
+	req->uid = h->uid;
+	req->gid = h->gid;
+	req->pid = h->pid;
+}
+
 int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req, const char **why)
 {
 	struct fuse_in_header h;
@@ -81,52 +139,56 @@ int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req, const 
 	}
 	arglen -= ext;
 
-	req->opcode = h.opcode;
-	req->unique = h.unique;
-	req->nodeid = h.nodeid;
-	req->uid = h.uid;
-	req->gid = h.gid;
-	req->pid = h.pid;
+	fuse_proto_fill_header(&h, req);
 	req->arg = (const char *)buf + sizeof(h);
 	req->arglen = arglen;
+	return fuse_proto_check_args(req, why);
+}
 
-	if (h.opcode < ARRAY_SIZE(fuse_ops) && fuse_ops[h.opcode].name &&
-	    arglen < fuse_ops[h.opcode].min_arg) {
-		*why = "request arguments truncated";
+int fuse_proto_parse_ring(const struct exportd_fuse_uring_req_header *hdr,
+			  const void *payload, size_t payload_size,
+			  struct fuse_request *req, const char **why)
+{
+	struct fuse_in_header h;
+	size_t oplen, datalen, ext;
+
+	memset(req, 0, sizeof(*req));
+	memcpy(&h, hdr->in_out, sizeof(h));
+	datalen = hdr->ring_ent_in_out.payload_sz;
+	/*
+	 * h.len counts everything (as on /dev/fuse): the argument struct
+	 * went to op_in, the rest (data, extensions) to the payload.
+	 */
+	if (h.len < sizeof(h) || datalen > payload_size || datalen > h.len - sizeof(h)) {
+		*why = "ring request length does not match its payload";
 		return -EPROTO;
 	}
-
-	switch (h.opcode) {
-	case FUSE_WRITE: {
-		struct fuse_write_in in;
-
-		memcpy(&in, req->arg, sizeof(in));
-		if (arglen - sizeof(in) < in.size) {
-			*why = "WRITE data shorter than its size";
-			return -EPROTO;
-		}
-		req->data = (const char *)req->arg + sizeof(in);
-		req->datalen = in.size;
-		break;
+	oplen = h.len - sizeof(h) - datalen;
+	if (oplen > sizeof(hdr->op_in)) {
+		*why = "ring request argument larger than its header area";
+		return -EPROTO;
 	}
-	case FUSE_BATCH_FORGET: {
-		struct fuse_batch_forget_in in;
+	ext = (size_t)h.total_extlen * 8;
+	if (ext > datalen) {
+		*why = "request extensions longer than the request";
+		return -EPROTO;
+	}
+	datalen -= ext;
 
-		memcpy(&in, req->arg, sizeof(in));
-		if ((arglen - sizeof(in)) / sizeof(struct fuse_forget_one) < in.count) {
-			*why = "BATCH_FORGET list shorter than its count";
-			return -EPROTO;
+	fuse_proto_fill_header(&h, req);
+	if (oplen == 0) {
+		/* No argument struct (LOOKUP's name, ...): all in the payload. */
+		req->arg = payload;
+		req->arglen = datalen;
+	} else {
+		req->arg = hdr->op_in;
+		req->arglen = oplen;
+		if (h.opcode == FUSE_WRITE) {
+			req->data = payload;
+			req->datalen = datalen;
 		}
-		break;
 	}
-	case FUSE_LOOKUP:
-		if (memchr(req->arg, '\0', arglen) == NULL) {
-			*why = "LOOKUP name not terminated";
-			return -EPROTO;
-		}
-		break;
-	}
-	return 0;
+	return fuse_proto_check_args(req, why);
 }
 
 int fuse_proto_init(const struct fuse_request *req, const struct fuse_init_params *p,
@@ -161,9 +223,12 @@ int fuse_proto_init(const struct fuse_request *req, const struct fuse_init_param
 	       FUSE_AUTO_INVAL_DATA | FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT;
 	if (p->want_passthrough)
 		want |= FUSE_PASSTHROUGH;
+	if (p->want_uring)
+		want |= FUSE_OVER_IO_URING;
 	res->flags = offered & want;
 	res->minor = MIN(in4[1], (uint32_t)EXPORTD_FUSE_MINOR);
 	res->passthrough = (res->flags & FUSE_PASSTHROUGH) != 0;
+	res->uring = (res->flags & FUSE_OVER_IO_URING) != 0;
 
 	out->max_readahead = in4[2];
 	out->flags = (uint32_t)res->flags;

@@ -43,6 +43,17 @@ struct fuse_request {
 int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req,
 		     const char **why);
 
+/*
+ * Parse a request delivered in a FUSE-over-io_uring entry: the header
+ * buffer (fuse_in_header, the opcode's argument struct, payload_sz) and
+ * the payload it describes (payload_size bytes available).  Same checks
+ * and result as fuse_proto_parse(); the argument struct and WRITE data
+ * point into the entry's buffers.
+ */
+int fuse_proto_parse_ring(const struct exportd_fuse_uring_req_header *hdr,
+			  const void *payload, size_t payload_size,
+			  struct fuse_request *req, const char **why);
+
 /* Whether the kernel expects no reply at all (FORGET, BATCH_FORGET). */
 bool fuse_proto_no_reply(uint32_t opcode);
 
@@ -55,6 +66,7 @@ struct fuse_init_params {
 	uint16_t max_pages;
 	uint16_t max_background;
 	bool want_passthrough;
+	bool want_uring;	/* FUSE_OVER_IO_URING */
 };
 
 /* The outcome of INIT. */
@@ -62,6 +74,7 @@ struct fuse_init_result {
 	uint32_t minor;		/* negotiated minor version */
 	uint64_t flags;		/* negotiated flags (flags2 in bits 32..63) */
 	bool passthrough;	/* FUSE_PASSTHROUGH agreed */
+	bool uring;		/* FUSE_OVER_IO_URING agreed */
 	bool retry;		/* kernel major > 7: it sends INIT again */
 };
 
