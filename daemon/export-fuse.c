@@ -49,6 +49,15 @@
  *   delete; hence "on", not "auto", for writable exports, and no write
  *   handles at all on read-only passthrough exports.  The kernel takes
  *   regular files only as backing files: block devices stay here.
+ * - FUSE over io_uring ('io-uring': true, Linux 6.14+ with the fuse
+ *   module's enable_uring): INIT negotiates FUSE_OVER_IO_URING, then
+ *   create() starts export-fuse-uring.c's ring threads and fails the
+ *   export if the kernel refuses them.  The request threads stay: INIT,
+ *   FORGET and INTERRUPT keep coming through /dev/fuse.  It is the
+ *   userspace path, so passthrough is not planned for such an export
+ *   ('on' is refused, 'auto' means off).  Teardown is the same: the
+ *   stop eventfd also wakes the ring threads, which close their rings;
+ *   delete joins them before it closes the /dev/fuse fds.
  */
 #include "config.h"
 
@@ -167,6 +176,7 @@ void fuse_export_halt(struct fuse_export *fe, const char *why)
 		return;
 	}
 	fe->halted = true;
+	pthread_cond_broadcast(&fe->cond);	/* create() may wait for INIT */
 	defer = fe->created;
 	if (defer)
 		export_ref(&fe->common);
@@ -471,16 +481,16 @@ static int fuse_export_start_threads(struct fuse_export *fe, struct error **errp
 }
 
 /* Wait (bounded) for INIT so that queries report the settled data path. */
-static void fuse_export_wait_init(struct fuse_export *fe)
+static void fuse_export_wait_init(struct fuse_export *fe, long ms)
 {
 	struct timespec deadline;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_nsec += (long)FUSE_EXPORT_INIT_WAIT_MS % 1000 * 1000000L;
-	deadline.tv_sec += FUSE_EXPORT_INIT_WAIT_MS / 1000 + deadline.tv_nsec / 1000000000L;
+	deadline.tv_nsec += ms % 1000 * 1000000L;
+	deadline.tv_sec += ms / 1000 + deadline.tv_nsec / 1000000000L;
 	deadline.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&fe->lock);
-	while (!fe->initialized) {
+	while (!fe->initialized && !fe->halted) {
 		if (pthread_cond_timedwait(&fe->cond, &fe->lock, &deadline) == ETIMEDOUT)
 			break;
 	}
@@ -517,11 +527,17 @@ static int fuse_kernel_check_uring(struct error **errp)
 /* After INIT: switch the export to io_uring if it asked for it. */
 static int fuse_export_start_uring(struct fuse_export *fe, struct error **errp)
 {
-	bool agreed;
+	bool initialized, agreed;
 
 	pthread_mutex_lock(&fe->lock);
-	agreed = fe->initialized && fe->uring_agreed;
+	initialized = fe->initialized;
+	agreed = fe->uring_agreed;
 	pthread_mutex_unlock(&fe->lock);
+	if (!initialized) {
+		error_setg(errp, "The kernel did not send FUSE INIT to export '%s' in time; "
+			   "cannot set up FUSE over io_uring", fe->common.id);
+		return -1;
+	}
 	if (!agreed) {
 		error_setg(errp, "The kernel did not offer FUSE over io_uring to export '%s' "
 			   "(is /sys/module/fuse/parameters/enable_uring Y?)", fe->common.id);
@@ -531,7 +547,8 @@ static int fuse_export_start_uring(struct fuse_export *fe, struct error **errp)
 		return -1;
 	pthread_mutex_lock(&fe->lock);
 	fuse_export_set_reason(fe, FUSE_PATH_URING, "requests are served in userspace over "
-			       "FUSE-over-io_uring ('io-uring': true)");
+			       "FUSE-over-io_uring ('io-uring': true; passthrough is not used "
+			       "with it)");
 	pthread_mutex_unlock(&fe->lock);
 	return 0;
 }
@@ -644,7 +661,9 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	}
 	if (fuse_export_start_threads(fe, errp) < 0)
 		goto fail_unmount;
-	fuse_export_wait_init(fe);
+	/* The rings can only be registered after INIT: wait longer then. */
+	fuse_export_wait_init(fe, fe->uring_wanted ? FUSE_EXPORT_URING_INIT_WAIT_MS :
+			      FUSE_EXPORT_INIT_WAIT_MS);
 	if (fe->uring_wanted && fuse_export_start_uring(fe, errp) < 0)
 		goto fail_unmount;
 	pthread_mutex_lock(&fe->lock);
