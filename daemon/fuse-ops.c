@@ -34,13 +34,10 @@ static const char *const fuse_stat_names[FUSE_STAT_NOPS] = {
 	"read", "write", "flush", "fallocate", "other",
 };
 
-static void fuse_reply_err(struct fuse_reply *rep, int err)
-{
-	rep->err = err;
-	rep->body = NULL;
-	rep->len = 0;
-}
-
+/*
+ * The handlers: each returns 0 with its reply body (if any) set in rep, or
+ * the positive errno to answer with.
+ */
 static void fuse_reply_body(struct fuse_reply *rep, const void *body, size_t len)
 {
 	rep->err = 0;
@@ -48,7 +45,7 @@ static void fuse_reply_body(struct fuse_reply *rep, const void *body, size_t len
 	rep->len = len;
 }
 
-static void fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *rep)
+static int fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *rep)
 {
 	struct block_node *bs = fe->common.node;
 	struct fuse_attr_out *out = &rep->u.attr;
@@ -58,7 +55,7 @@ static void fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *re
 
 	len = block_node_length(bs);
 	if (len < 0)
-		return fuse_reply_err(rep, (int)-len);
+		return (int)-len;
 	alloc = block_node_allocated_size(bs);
 	/* As QEMU: without an allocated size, claim the whole length. */
 	blocks = alloc <= 0 ? DIV_ROUND_UP(len, 512) : DIV_ROUND_UP(alloc, 512);
@@ -78,6 +75,7 @@ static void fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *re
 	if (fe->proto_minor < 9)
 		outlen = FUSE_COMPAT_ATTR_OUT_SIZE;
 	fuse_reply_body(rep, out, outlen);
+	return 0;
 }
 
 /* Change the size under resize_lock; grow_only: never shrink. */
@@ -99,7 +97,7 @@ static int fuse_export_resize(struct fuse_export *fe, uint64_t size, bool grow_o
 	return ret;
 }
 
-static void fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *req,
 			    struct fuse_reply *rep)
 {
 	struct fuse_setattr_in in;
@@ -114,22 +112,22 @@ static void fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *r
 	if (fe->allow_other)
 		supported |= FATTR_UID | FATTR_GID;
 	if (to_set & ~supported)
-		return fuse_reply_err(rep, ENOTSUP);
+		return ENOTSUP;
 
 	if (to_set & FATTR_MODE) {
 		/* Without allow_other, nobody but the owner can get in anyway. */
 		if (!fe->allow_other && (in.mode & (S_IRWXG | S_IRWXO)))
-			return fuse_reply_err(rep, EPERM);
+			return EPERM;
 		/* +w makes no sense on a read-only export. */
 		if (!fe->common.writable && (in.mode & (S_IWUSR | S_IWGRP | S_IWOTH)))
-			return fuse_reply_err(rep, EROFS);
+			return EROFS;
 	}
 	if (to_set & FATTR_SIZE) {
 		if (!fe->common.writable)
-			return fuse_reply_err(rep, EACCES);
+			return EACCES;
 		ret = fuse_export_resize(fe, in.size, false);
 		if (ret < 0)
-			return fuse_reply_err(rep, -ret);
+			return -ret;
 	}
 	if (to_set & FATTR_MODE)
 		atomic_store(&fe->st_mode, (in.mode & 07777) | S_IFREG);
@@ -137,10 +135,10 @@ static void fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *r
 		atomic_store(&fe->st_uid, in.uid);
 	if (to_set & FATTR_GID)
 		atomic_store(&fe->st_gid, in.gid);
-	fuse_export_reply_attr(fe, rep);
+	return fuse_export_reply_attr(fe, rep);
 }
 
-static void fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 			 struct fuse_reply *rep)
 {
 	struct exportd_fuse_open_out *out = &rep->u.open;
@@ -167,7 +165,7 @@ static void fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 		 */
 		if (wants_write && !fe->common.writable) {
 			pthread_mutex_unlock(&fe->lock);
-			return fuse_reply_err(rep, EACCES);
+			return EACCES;
 		}
 		out->open_flags = FOPEN_PASSTHROUGH;
 		out->backing_id = fe->backing_id;
@@ -177,9 +175,10 @@ static void fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 	fe->open_handles++;
 	pthread_mutex_unlock(&fe->lock);
 	fuse_reply_body(rep, out, sizeof(*out));
+	return 0;
 }
 
-static void fuse_op_release(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_release(struct fuse_export *fe, const struct fuse_request *req,
 			    struct fuse_reply *rep)
 {
 
@@ -189,10 +188,11 @@ static void fuse_op_release(struct fuse_export *fe, const struct fuse_request *r
 	pthread_cond_broadcast(&fe->cond);
 	pthread_mutex_unlock(&fe->lock);
 	(void)req;
-	fuse_reply_err(rep, 0);
+	(void)rep;
+	return 0;
 }
 
-static void fuse_op_read(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_read(struct fuse_export *fe, const struct fuse_request *req,
 			 struct fuse_reply *rep)
 {
 	struct fuse_read_in in;
@@ -203,10 +203,10 @@ static void fuse_op_read(struct fuse_export *fe, const struct fuse_request *req,
 
 	memcpy(&in, req->arg, sizeof(in));
 	if (in.size > FUSE_EXPORT_MAX_IO)
-		return fuse_reply_err(rep, EINVAL);
+		return EINVAL;
 	len = block_node_length(fe->common.node);
 	if (len < 0)
-		return fuse_reply_err(rep, (int)-len);
+		return (int)-len;
 	/* Clients expect short reads at EOF. */
 	if (in.offset >= (uint64_t)len)
 		size = 0;
@@ -215,13 +215,14 @@ static void fuse_op_read(struct fuse_export *fe, const struct fuse_request *req,
 	if (size) {
 		ret = block_node_pread(fe->common.node, data, size, in.offset);
 		if (ret < 0)
-			return fuse_reply_err(rep, -ret);
+			return -ret;
 	}
 	rep->bytes = size;
 	fuse_reply_body(rep, data, size);
+	return 0;
 }
 
-static void fuse_op_write(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_write(struct fuse_export *fe, const struct fuse_request *req,
 			  struct fuse_reply *rep)
 {
 	struct block_node *bs = fe->common.node;
@@ -233,21 +234,21 @@ static void fuse_op_write(struct fuse_export *fe, const struct fuse_request *req
 
 	memcpy(&in, req->arg, sizeof(in));
 	if (!fe->common.writable)
-		return fuse_reply_err(rep, EACCES);
+		return EACCES;
 	size = in.size;
 	if (size > FUSE_EXPORT_MAX_IO || in.offset > (uint64_t)INT64_MAX - size)
-		return fuse_reply_err(rep, EINVAL);
+		return EINVAL;
 	len = block_node_length(bs);
 	if (len < 0)
-		return fuse_reply_err(rep, (int)-len);
+		return (int)-len;
 	if (in.offset + size > (uint64_t)len) {
 		if (fe->common.growable) {
 			ret = fuse_export_resize(fe, in.offset + size, true);
 			if (ret < 0)
-				return fuse_reply_err(rep, -ret);
+				return -ret;
 		} else if (in.offset >= (uint64_t)len) {
 			/* qsd 7.2 answers a write at or past EOF with EIO. */
-			return fuse_reply_err(rep, EIO);
+			return EIO;
 		} else {
 			/* A short write up to EOF. */
 			size = (uint64_t)len - in.offset;
@@ -258,12 +259,13 @@ static void fuse_op_write(struct fuse_export *fe, const struct fuse_request *req
 		if (ret == 0 && fe->writethrough)
 			ret = block_node_flush(bs);
 		if (ret < 0)
-			return fuse_reply_err(rep, -ret);
+			return -ret;
 	}
 	rep->bytes = size;
 	memset(out, 0, sizeof(*out));
 	out->size = (uint32_t)size;
 	fuse_reply_body(rep, out, sizeof(*out));
+	return 0;
 }
 
 static int fuse_export_fallocate(struct fuse_export *fe, uint64_t offset, uint64_t length,
@@ -323,7 +325,7 @@ static int fuse_export_fallocate(struct fuse_export *fe, uint64_t offset, uint64
 	return -EOPNOTSUPP;
 }
 
-static void fuse_op_fallocate(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_fallocate(struct fuse_export *fe, const struct fuse_request *req,
 			      struct fuse_reply *rep)
 {
 	struct fuse_fallocate_in in;
@@ -333,7 +335,8 @@ static void fuse_op_fallocate(struct fuse_export *fe, const struct fuse_request 
 	ret = fuse_export_fallocate(fe, in.offset, in.length, in.mode);
 	if (ret == 0 && fe->writethrough)
 		ret = block_node_flush(fe->common.node);
-	fuse_reply_err(rep, ret < 0 ? -ret : 0);
+	(void)rep;
+	return ret < 0 ? -ret : 0;
 }
 
 /* SEEK_DATA/SEEK_HOLE from block status, with qsd's EOF semantics. */
@@ -371,7 +374,7 @@ static int64_t fuse_export_lseek(struct fuse_export *fe, uint64_t offset, uint32
 	}
 }
 
-static void fuse_op_lseek(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_lseek(struct fuse_export *fe, const struct fuse_request *req,
 			  struct fuse_reply *rep)
 {
 	struct fuse_lseek_out *out = &rep->u.lseek;
@@ -381,13 +384,14 @@ static void fuse_op_lseek(struct fuse_export *fe, const struct fuse_request *req
 	memcpy(&in, req->arg, sizeof(in));
 	ret = fuse_export_lseek(fe, in.offset, in.whence);
 	if (ret < 0)
-		return fuse_reply_err(rep, (int)-ret);
+		return (int)-ret;
 	memset(out, 0, sizeof(*out));
 	out->offset = (uint64_t)ret;
 	fuse_reply_body(rep, out, sizeof(*out));
+	return 0;
 }
 
-static void fuse_op_statfs(struct fuse_export *fe, const struct fuse_request *req,
+static int fuse_op_statfs(struct fuse_export *fe, const struct fuse_request *req,
 			   struct fuse_reply *rep)
 {
 	struct fuse_statfs_out *out = &rep->u.statfs;
@@ -401,6 +405,7 @@ static void fuse_op_statfs(struct fuse_export *fe, const struct fuse_request *re
 	if (fe->proto_minor < 4)
 		outlen = FUSE_COMPAT_STATFS_SIZE;
 	fuse_reply_body(rep, out, outlen);
+	return 0;
 }
 
 /* Register the backing file with the kernel (after INIT agreed to it). */
@@ -522,61 +527,68 @@ void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
 		       struct fuse_reply *rep)
 {
 	char opbuf[16];
-	int ret;
+	int err;
 
 	rep->none = false;
 	rep->bytes = 0;
+	rep->body = NULL;
+	rep->len = 0;
+	/* Each case: 0 (the reply is in rep) or the errno to reply with. */
 	switch (req->opcode) {
 	case FUSE_FORGET:
 	case FUSE_BATCH_FORGET:
 	case FUSE_INTERRUPT:	/* requests are short; let them finish */
 		rep->none = true;
-		fuse_reply_err(rep, 0);
+		err = 0;
 		break;
 	case FUSE_LOOKUP:	/* the root is the only node */
-		fuse_reply_err(rep, ENOENT);
+		err = ENOENT;
 		break;
 	case FUSE_GETATTR:
-		fuse_export_reply_attr(fe, rep);
+		err = fuse_export_reply_attr(fe, rep);
 		break;
 	case FUSE_SETATTR:
-		fuse_op_setattr(fe, req, rep);
+		err = fuse_op_setattr(fe, req, rep);
 		break;
 	case FUSE_OPEN:
-		fuse_op_open(fe, req, rep);
+		err = fuse_op_open(fe, req, rep);
 		break;
 	case FUSE_RELEASE:
-		fuse_op_release(fe, req, rep);
+		err = fuse_op_release(fe, req, rep);
 		break;
 	case FUSE_READ:
-		fuse_op_read(fe, req, rep);
+		err = fuse_op_read(fe, req, rep);
 		break;
 	case FUSE_WRITE:
-		fuse_op_write(fe, req, rep);
+		err = fuse_op_write(fe, req, rep);
 		break;
 	case FUSE_FALLOCATE:
-		fuse_op_fallocate(fe, req, rep);
+		err = fuse_op_fallocate(fe, req, rep);
 		break;
 	case FUSE_FLUSH:	/* close(): qsd flushes there too */
 	case FUSE_FSYNC:
-		ret = block_node_flush(fe->common.node);
-		fuse_reply_err(rep, ret < 0 ? -ret : 0);
+		err = -block_node_flush(fe->common.node);
 		break;
 	case FUSE_LSEEK:
-		fuse_op_lseek(fe, req, rep);
+		err = fuse_op_lseek(fe, req, rep);
 		break;
 	case FUSE_STATFS:
-		fuse_op_statfs(fe, req, rep);
+		err = fuse_op_statfs(fe, req, rep);
 		break;
 	case FUSE_DESTROY:
-		fuse_reply_err(rep, 0);
+		err = 0;
 		break;
 	default:
 		/* INIT included: only /dev/fuse carries it (fuse_export_handle). */
 		log_debug("export '%s': %s not implemented", fe->common.id,
 			  fuse_proto_opname(req->opcode, opbuf, sizeof(opbuf)));
-		fuse_reply_err(rep, ENOSYS);
+		err = ENOSYS;
 		break;
+	}
+	rep->err = err;
+	if (err) {
+		rep->body = NULL;
+		rep->len = 0;
 	}
 }
 

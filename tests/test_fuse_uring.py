@@ -285,3 +285,10 @@ def test_threaded_path_unchanged(qmp, uring, img, mp):
         assert_identical(mp, img)
     finally:
         export_cleanup(qmp, mp)
+
+
+def test_external_umount_deletes_export(qmp, exp, mp):
+    """The kernel aborts the rings' entries; the export goes away cleanly."""
+    subprocess.run(["umount", str(mp)], check=True, timeout=10)
+    wait_deleted(qmp, "e")
+    assert qmp.cmd("query-block-exports") == []

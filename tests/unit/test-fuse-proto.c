@@ -148,6 +148,19 @@ static void test_init(void)
 	fuse_proto_init(&r, &p, &out, &res);
 	CHECK(!res.passthrough);
 
+	/* FUSE_OVER_IO_URING: only when wanted and offered. */
+	in.flags2 = (uint32_t)((FUSE_PASSTHROUGH | FUSE_OVER_IO_URING) >> 32);
+	n = build(buf, FUSE_INIT, &in, sizeof(in), 0);
+	fuse_proto_parse(buf, n, &r, &why);
+	fuse_proto_init(&r, &p, &out, &res);
+	CHECK(!res.uring);
+	CHECK(!(out.flags2 & (uint32_t)(FUSE_OVER_IO_URING >> 32)));
+	p.want_uring = true;
+	fuse_proto_init(&r, &p, &out, &res);
+	CHECK(res.uring);
+	CHECK(out.flags2 & (uint32_t)(FUSE_OVER_IO_URING >> 32));
+	p.want_uring = false;
+
 	/* An old 16-byte init_in: flags2 is not read. */
 	in.flags2 = (uint32_t)(FUSE_PASSTHROUGH >> 32);
 	in.minor = 22;
@@ -166,6 +179,79 @@ static void test_init(void)
 	n = build(buf, FUSE_INIT, &in, sizeof(in), 0);
 	fuse_proto_parse(buf, n, &r, &why);
 	CHECK_EQ(fuse_proto_init(&r, &p, &out, &res), -EPROTO);
+}
+
+/* A ring entry as the kernel fills it: header, op_in, then payload. */
+static void ring_build(struct exportd_fuse_uring_req_header *hdr, uint32_t opcode,
+		       const void *arg, size_t arglen, size_t payload_sz)
+{
+	struct fuse_in_header h = {
+		.len = (uint32_t)(sizeof(h) + arglen + payload_sz),
+		.opcode = opcode,
+		.unique = 77,
+		.nodeid = FUSE_ROOT_ID,
+	};
+
+	memset(hdr, 0, sizeof(*hdr));
+	memcpy(hdr->in_out, &h, sizeof(h));
+	if (arglen)
+		memcpy(hdr->op_in, arg, arglen);
+	hdr->ring_ent_in_out.commit_id = 77;
+	hdr->ring_ent_in_out.payload_sz = (uint32_t)payload_sz;
+}
+
+static void test_ring(void)
+{
+	struct exportd_fuse_uring_req_header hdr;
+	static char payload[8192];
+	struct fuse_request r;
+	const char *why;
+	struct fuse_read_in ri = { .offset = 4096, .size = 4096 };
+	struct fuse_write_in wi = { .offset = 512, .size = 100 };
+	struct fuse_in_header h;
+
+	/* READ: the argument in op_in, no payload. */
+	ring_build(&hdr, FUSE_READ, &ri, sizeof(ri), 0);
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), 0);
+	CHECK_EQ(r.opcode, (uint32_t)FUSE_READ);
+	CHECK_EQ(r.unique, (uint64_t)77);
+	CHECK(r.arg == hdr.op_in);
+	CHECK_EQ(r.arglen, sizeof(ri));
+
+	/* WRITE: data in the payload. */
+	ring_build(&hdr, FUSE_WRITE, &wi, sizeof(wi), 100);
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), 0);
+	CHECK(r.data == payload);
+	CHECK_EQ(r.datalen, (size_t)100);
+	/* ... but less of it than write_in.size says. */
+	ring_build(&hdr, FUSE_WRITE, &wi, sizeof(wi), 99);
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), -EPROTO);
+
+	/* LOOKUP: no argument struct, the name is the payload. */
+	memcpy(payload, "abc", 4);
+	ring_build(&hdr, FUSE_LOOKUP, NULL, 0, 4);
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), 0);
+	CHECK(r.arg == payload);
+	payload[3] = 'd';
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), -EPROTO);
+
+	/* Truncated argument struct. */
+	ring_build(&hdr, FUSE_READ, &ri, 8, 0);
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), -EPROTO);
+	/* More payload than the buffer, or than the length says. */
+	ring_build(&hdr, FUSE_WRITE, &wi, sizeof(wi), 100);
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, 99, &r, &why), -EPROTO);
+	memcpy(&h, hdr.in_out, sizeof(h));
+	h.len = (uint32_t)(sizeof(h) + 50);
+	memcpy(hdr.in_out, &h, sizeof(h));
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), -EPROTO);
+	/* An argument larger than op_in, or a length below the header's. */
+	h.len = (uint32_t)(sizeof(h) + 100 + 200);
+	memcpy(hdr.in_out, &h, sizeof(h));
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), -EPROTO);
+	h.len = 3;
+	memcpy(hdr.in_out, &h, sizeof(h));
+	CHECK_EQ(fuse_proto_parse_ring(&hdr, payload, sizeof(payload), &r, &why), -EPROTO);
 }
 
 static void test_reply(void)
@@ -203,6 +289,7 @@ int main(void)
 		{ "write", test_write },
 		{ "extensions, forget, lookup", test_extensions_and_forget },
 		{ "init negotiation", test_init },
+		{ "io_uring entries", test_ring },
 		{ "replies", test_reply },
 		{ NULL, NULL },
 	};
