@@ -336,3 +336,43 @@ def test_quit_unmounts(daemon, qmp, node, mp, pt):
         if mounted(mp):
             subprocess.run(["umount", "-l", str(mp)], check=False)
             pytest.fail("quit left %s mounted" % mp)
+
+
+def test_qcow2_export(qmp, tmp_path, mp, pt):
+    """308 runs with a format node too: a qcow2 image appears raw, compares
+    identical, takes writes, and stays consistent."""
+    src = random_image(tmp_path / "src.raw", 16 * MiB)
+    img = tmp_path / "t.qcow2"
+    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(src), str(img)], check=True)
+    add_file_node(qmp, "node-protocol", img)
+    try:
+        qmp.cmd("blockdev-add", driver="qcow2", file="node-protocol",
+                **{"node-name": "node-format"})
+    except QMPError as e:
+        pytest.skip("this build has no qcow2 driver (%s)" % e.desc)
+    pattern = bytes([42]) * 65536
+    try:
+        add_export(qmp, "export-mp", "node-format", mp, writable=True, passthrough=pt)
+        info = export_info(qmp, "export-mp")
+        assert info["x-data-path"] == "userspace"
+        assert os.stat(mp).st_size == 16 * MiB
+        r = subprocess.run(["qemu-img", "compare", "-U", "-f", "raw", "-F", "qcow2", str(mp),
+                            str(img)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        fd = os.open(mp, os.O_WRONLY)
+        try:
+            assert os.pwrite(fd, pattern, MiB) == 65536
+        finally:
+            os.close(fd)
+        del_export(qmp, "export-mp")
+    finally:
+        export_cleanup(qmp, mp)
+    qmp.cmd("blockdev-del", **{"node-name": "node-format"})
+    qmp.cmd("blockdev-del", **{"node-name": "node-protocol"})
+    r = subprocess.run(["qemu-img", "check", str(img)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "out.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(img), str(out)], check=True)
+    want = bytearray(src.read_bytes())
+    want[MiB:MiB + 65536] = pattern
+    assert out.read_bytes() == bytes(want)
