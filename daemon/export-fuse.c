@@ -38,14 +38,17 @@
  *   (block_node_get_passthrough) and the export is not growable, INIT
  *   negotiates FUSE_PASSTHROUGH, the image is registered with
  *   FUSE_DEV_IOC_BACKING_OPEN (a read-only fd of its own) and OPEN answers
- *   FOPEN_PASSTHROUGH: reads never reach us.  Handles that may write get
- *   FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO: the kernel insists that all
- *   handles of a passthrough inode are passthrough, but DIRECT_IO sends
- *   their reads and writes here, because a passthrough write past the end
- *   would grow the image (nothing in the kernel bounds it) where a
- *   fixed-size export must refuse it.  The read-only backing fd makes
- *   sure no write can ever take that path.  The kernel takes regular files
- *   only as backing files, so block devices use the userspace path.
+ *   FOPEN_PASSTHROUGH: reads never reach us.  Writable exports only with
+ *   passthrough: on; their handles that may write get FOPEN_PASSTHROUGH |
+ *   FOPEN_DIRECT_IO: the kernel insists that all handles of a passthrough
+ *   inode are passthrough, but DIRECT_IO sends their reads and writes
+ *   here, because a passthrough write past the end would grow the image
+ *   (nothing in the kernel bounds it) where a fixed-size export must
+ *   refuse it.  What DIRECT_IO does not cover is a shared writable mmap:
+ *   the kernel maps it onto the image itself, and it outlives a hard
+ *   delete; hence "on", not "auto", for writable exports, and no write
+ *   handles at all on read-only passthrough exports.  The kernel takes
+ *   regular files only as backing files: block devices stay here.
  */
 #include "config.h"
 
@@ -301,6 +304,11 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 		      "files only)";
 	} else if (!S_ISREG(st.st_mode)) {
 		why = "the image is not a regular file";
+	} else if (fe->common.writable && !fe->pt_required) {
+		why = "the export is writable: passthrough of its readers needs "
+		      "'passthrough': 'on' (writes are served here either way, but the "
+		      "kernel maps shared writable mmaps straight onto the image, even "
+		      "after a hard delete)";
 	}
 	if (why) {
 		if (fe->pt_required) {

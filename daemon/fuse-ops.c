@@ -149,10 +149,16 @@ static int fuse_op_open(struct fuse_thread *t, const struct fuse_request *req)
 		 * name only: FOPEN_DIRECT_IO overrides it for read and write,
 		 * so their I/O comes here and keeps the export's semantics (a
 		 * write past the end fails, which the kernel would not
-		 * enforce); the backing fd is read-only besides, so nothing
-		 * can be written behind our back.  Our writes reach the image's
-		 * page cache, where passthrough readers see them at once.
+		 * enforce).  Their shared mmaps do go to the image directly,
+		 * checked against this handle's access mode, not the backing
+		 * fd's: so a read-only export hands out no such handle at all
+		 * (only CAP_DAC_OVERRIDE could ask for one), and a writable
+		 * one does so only with passthrough: on.
 		 */
+		if (wants_write && !fe->common.writable) {
+			pthread_mutex_unlock(&fe->lock);
+			return fuse_thread_reply_err(t, req->unique, EACCES);
+		}
 		out.open_flags = FOPEN_PASSTHROUGH;
 		out.backing_id = fe->backing_id;
 		if (wants_write)
