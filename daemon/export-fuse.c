@@ -123,6 +123,10 @@ void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
 	fe->data_path_reason = xvasprintf(fmt, ap);
 	fe->data_path = path;
 	va_end(ap);
+	/* Passthrough reads never reach us: the statistics must say so. */
+	if (fe->common.stats)
+		export_stats_set_uncounted(fe->common.stats, EXPORT_STATS_READ,
+					   path == FUSE_PATH_PASSTHROUGH);
 }
 
 /* ---- the request threads ---------------------------------------------- */
@@ -401,6 +405,8 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	fe->mountpoint = NULL;
 	free(fe->data_path_reason);
 	fe->data_path_reason = NULL;
+	export_stats_free(fe->common.stats);
+	fe->common.stats = NULL;
 }
 
 static int fuse_export_default_threads(void)
@@ -536,6 +542,7 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	} else {
 		fe->num_threads = fuse_export_default_threads();
 	}
+	exp->stats = export_stats_new(fe->num_threads);
 	if (iothread)
 		log_info("export '%s': iothread '%s' ignored: exportd serves each FUSE export "
 			 "on its own request threads (num-threads)", exp->id,

@@ -32,37 +32,18 @@ enum fuse_data_path {
 
 struct fuse_export;
 
-/*
- * Per-export statistics, kept per thread (each thread writes only its own,
- * so the hot path shares no cache line) and summed by queries.
- */
-enum fuse_stat_op {
-	FUSE_STAT_READ,
-	FUSE_STAT_WRITE,
-	FUSE_STAT_FLUSH,	/* FLUSH and FSYNC */
-	FUSE_STAT_FALLOCATE,
-	FUSE_STAT_OTHER,	/* everything else the kernel asks */
-	FUSE_STAT_NOPS,
-};
-
-/* Latency buckets: [0, 1us), [1us, 2us), [2us, 4us), ..., [2^30us, inf). */
-#define FUSE_STAT_BUCKETS 32
-
-struct fuse_op_stats {
-	atomic_uint_least64_t requests, bytes, errors;
-	atomic_uint_least64_t latency[FUSE_STAT_BUCKETS];
-};
-
 struct fuse_thread {
 	struct fuse_export *fe;
 	int fd;
 	pthread_t tid;
 	bool started;
 	char *buf;		/* FUSE_EXPORT_BUF_SIZE, page-aligned */
-	/* Outcome of the request being handled, for the statistics. */
+	/*
+	 * Outcome of the request being handled, for the statistics (kept
+	 * in the export's stats slot of the same index as this thread).
+	 */
 	int last_err;
 	uint64_t last_bytes;
-	struct fuse_op_stats stats[FUSE_STAT_NOPS];
 };
 
 struct fuse_export {
@@ -114,7 +95,7 @@ struct fuse_export {
  * reply on t's fd.  < 0 when the channel cannot be trusted any more.
  */
 int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n);
-/* fuse-ops.c: x-stats of query-block-exports, summed over the threads. */
+/* fuse-ops.c: x-stats of query-block-exports (export-stats.h's ops JSON). */
 json_t *fuse_export_stats(struct fuse_export *fe);
 /* export-fuse.c: which data path serves the export, and why (under lock). */
 void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +26,6 @@
 #include "fuse-proto.h"
 #include "log.h"
 #include "util.h"
-
-static const char *const fuse_stat_names[FUSE_STAT_NOPS] = {
-	"read", "write", "flush", "fallocate", "other",
-};
 
 /* Reply with an error (or 0), remembering it for the statistics. */
 static int fuse_thread_reply_err(struct fuse_thread *t, uint64_t unique, int err)
@@ -463,40 +460,54 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	return 0;
 }
 
-static void fuse_thread_account(struct fuse_thread *t, uint32_t opcode, uint64_t ns)
+/*
+ * The one place where requests are counted: after the reply, on the
+ * thread's own stats slot (see export-stats.h), from the opcode and the
+ * outcome the handler left in t->last_err and t->last_bytes.
+ */
+static void fuse_thread_account(struct fuse_thread *t, const struct fuse_request *req,
+				uint64_t start_ns)
 {
-	struct fuse_op_stats *st;
-	uint64_t us = ns / 1000;
-	int b = 0;
+	struct export_stats *stats = t->fe->common.stats;
+	ptrdiff_t slot = t - t->fe->threads;
+	uint64_t bytes = t->last_bytes;
+	bool failed = t->last_err != 0;
+	enum export_stats_op op;
 
-	switch (opcode) {
+	if (!stats || slot < 0 || slot >= stats->nslots)
+		return;
+	switch (req->opcode) {
 	case FUSE_READ:
-		st = &t->stats[FUSE_STAT_READ];
+		op = EXPORT_STATS_READ;
 		break;
 	case FUSE_WRITE:
-		st = &t->stats[FUSE_STAT_WRITE];
+		op = EXPORT_STATS_WRITE;
+		if (!failed && bytes) {
+			struct fuse_write_in in;
+
+			memcpy(&in, req->arg, sizeof(in));
+			export_stats_record_write_end(&stats->slots[slot], in.offset + bytes);
+		}
 		break;
 	case FUSE_FLUSH:
 	case FUSE_FSYNC:
-		st = &t->stats[FUSE_STAT_FLUSH];
+		op = EXPORT_STATS_FLUSH;
 		break;
-	case FUSE_FALLOCATE:
-		st = &t->stats[FUSE_STAT_FALLOCATE];
+	case FUSE_FALLOCATE: {
+		struct fuse_fallocate_in in;
+
+		memcpy(&in, req->arg, sizeof(in));
+		op = in.mode & FALLOC_FL_PUNCH_HOLE ? EXPORT_STATS_DISCARD : EXPORT_STATS_ZERO;
+		/* The range asked for (trimmed at EOF with KEEP_SIZE or not). */
+		bytes = failed ? 0 : in.length;
 		break;
+	}
 	default:
-		st = &t->stats[FUSE_STAT_OTHER];
+		op = EXPORT_STATS_OTHER;
 		break;
 	}
-	while (us && b < FUSE_STAT_BUCKETS - 1) {
-		us >>= 1;
-		b++;
-	}
-	/* Only this thread writes: relaxed is enough, queries just sum. */
-	atomic_fetch_add_explicit(&st->requests, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st->bytes, t->last_bytes, memory_order_relaxed);
-	if (t->last_err)
-		atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st->latency[b], 1, memory_order_relaxed);
+	export_stats_record(&stats->slots[slot], op, bytes, failed, start_ns,
+			    clock_monotonic_ns());
 }
 
 /* Handle one request; < 0 means the channel cannot be trusted any more. */
@@ -571,44 +582,16 @@ int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 	if (ret < 0 && ret != -ENOENT && !atomic_load(&fe->stopping))
 		log_debug("export '%s': cannot reply to %s: %s", fe->common.id,
 			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)), strerror(-ret));
-	fuse_thread_account(t, req.opcode, clock_monotonic_ns() - start);
+	fuse_thread_account(t, &req, start);
 	return 0;
 }
 
-/*
- * {"read": {"requests", "bytes", "errors", "latency-us": [[below, count],
- * ...]}, "write": ...}: latency buckets that are not empty, each with its
- * upper bound in microseconds (null for the last, open one).
- */
 json_t *fuse_export_stats(struct fuse_export *fe)
 {
-	json_t *all = json_object();
+	struct export_stats_totals t;
 
-	for (int op = 0; op < FUSE_STAT_NOPS; op++) {
-		uint64_t req = 0, bytes = 0, errors = 0, lat[FUSE_STAT_BUCKETS] = { 0 };
-		json_t *hist = json_array();
-
-		for (int i = 0; i < fe->num_threads && fe->threads; i++) {
-			struct fuse_op_stats *st = &fe->threads[i].stats[op];
-
-			req += atomic_load_explicit(&st->requests, memory_order_relaxed);
-			bytes += atomic_load_explicit(&st->bytes, memory_order_relaxed);
-			errors += atomic_load_explicit(&st->errors, memory_order_relaxed);
-			for (int b = 0; b < FUSE_STAT_BUCKETS; b++)
-				lat[b] += atomic_load_explicit(&st->latency[b],
-							       memory_order_relaxed);
-		}
-		for (int b = 0; b < FUSE_STAT_BUCKETS; b++) {
-			if (!lat[b])
-				continue;
-			json_array_append_new(hist, json_pack("[o, I]", b < FUSE_STAT_BUCKETS - 1 ?
-							      json_integer((json_int_t)1 << b) :
-							      json_null(), (json_int_t)lat[b]));
-		}
-		json_object_set_new(all, fuse_stat_names[op],
-				    json_pack("{s:I, s:I, s:I, s:o}", "requests", (json_int_t)req,
-					      "bytes", (json_int_t)bytes, "errors",
-					      (json_int_t)errors, "latency-us", hist));
-	}
-	return all;
+	if (!fe->common.stats)
+		return json_object();
+	export_stats_sum(fe->common.stats, &t);
+	return export_stats_ops_json(&t);
 }

@@ -62,6 +62,7 @@ static struct harness *harness_new(bool writable, bool growable, bool allow_othe
 	pthread_cond_init(&h->fe->cond, NULL);
 	h->fe->num_threads = 1;
 	h->fe->threads = xcalloc(1, sizeof(*h->fe->threads));
+	h->fe->common.stats = export_stats_new(1);
 	h->t = &h->fe->threads[0];
 	h->t->fe = h->fe;
 	h->t->fd = sv[0];
@@ -78,6 +79,7 @@ static void harness_free(struct harness *h)
 	close(h->peer);
 	free(h->t->buf);
 	free(h->fe->threads);
+	export_stats_free(h->fe->common.stats);
 	free(h->fe->common.id);
 	free(h->fe->data_path_reason);
 	free(h->fe);
