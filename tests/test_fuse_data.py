@@ -312,3 +312,60 @@ def test_loop_mount_filesystem(qmp, tmp_path, mp, direct):
     r = subprocess.run(["debugfs", "-R", "cat /payload", str(img)], capture_output=True)
     if r.returncode == 0:
         assert r.stdout == payload
+
+
+def test_churn_add_delete_under_io(daemon, qmp, tmp_path, mp):
+    """Exports added and removed (safe or hard) over and over while threads
+    read and write through them, on every data path: each removal ends with
+    its event and no mount, and the daemon survives (the conftest checks
+    its exit status and sanitizer log)."""
+    img = random_image(tmp_path / "t.raw", 8 * MiB)
+    add_file_node(qmp, "f", img)
+    rnd = random.Random(11)
+    try:
+        for it in range(15):
+            writable = rnd.random() < 0.6
+            pt = rnd.choice(["off", "auto", "on"])
+            add_export(qmp, "e", "f", mp, writable=writable, passthrough=pt,
+                       num_threads=rnd.randint(1, 4))
+            stop = time.monotonic() + rnd.uniform(0.05, 0.3)
+
+            def worker(seed):
+                r = random.Random(seed)
+                try:
+                    fd = os.open(mp, os.O_RDWR if writable else os.O_RDONLY)
+                except OSError:
+                    return
+                try:
+                    while time.monotonic() < stop + 0.5:
+                        off = r.randrange(0, 8 * MiB, 4096)
+                        if writable and r.random() < 0.5:
+                            os.pwrite(fd, b"x" * 4096, off)
+                        else:
+                            os.pread(fd, 4096, off)
+                except OSError:
+                    pass    # the export went away under us: expected
+                finally:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+
+            ts = [threading.Thread(target=worker, args=(it * 10 + k,)) for k in range(4)]
+            for t in ts:
+                t.start()
+            time.sleep(max(0.0, stop - time.monotonic()))
+            if rnd.random() < 0.7:
+                qmp.cmd("block-export-del", id="e", mode="hard")
+                for t in ts:
+                    t.join()
+            else:
+                for t in ts:
+                    t.join()
+                qmp.cmd("block-export-del", id="e")
+            wait_deleted(qmp, "e")
+            assert not mounted(mp)
+        assert qmp.cmd("query-block-exports") == []
+        assert daemon.proc.poll() is None
+    finally:
+        export_cleanup(qmp, mp)
