@@ -422,8 +422,13 @@ static int fuse_export_start_threads(struct fuse_export *fe, struct error **errp
 {
 	sigset_t all, old;
 	int session_fd = fuse_session_fd(fe->se);
+	void *p;
 
-	fe->threads = xcalloc((size_t)fe->num_threads, sizeof(*fe->threads));
+	/* Aligned: each thread writes its own entry for every request. */
+	if (posix_memalign(&p, 64, (size_t)fe->num_threads * sizeof(*fe->threads)))
+		fatalx("out of memory");
+	memset(p, 0, (size_t)fe->num_threads * sizeof(*fe->threads));
+	fe->threads = p;
 	for (int i = 0; i < fe->num_threads; i++) {
 		struct fuse_thread *t = &fe->threads[i];
 

@@ -44,7 +44,7 @@ struct fuse_thread {
 	 */
 	int last_err;
 	uint64_t last_bytes;
-};
+} __attribute__((aligned(64)));	/* written per request: no line shared */
 
 struct fuse_export {
 	struct export common;
