@@ -46,6 +46,7 @@ static void fuzz_setup(void)
 	json_t *opts;
 	struct error *err = NULL;
 	int sv[2], fd;
+	void *p;
 
 	log_set_level(LOG_LEVEL_ERROR);
 	if (!mkdtemp(dir))
@@ -75,7 +76,12 @@ static void fuzz_setup(void)
 	pthread_mutex_init(&fe->resize_lock, NULL);
 	pthread_cond_init(&fe->cond, NULL);
 	fe->num_threads = 1;
-	fe->threads = xcalloc(1, sizeof(*fe->threads));
+	/* struct fuse_thread is cache-line aligned; counting is fuzzed too. */
+	if (posix_memalign(&p, 64, sizeof(*fe->threads)))
+		abort();
+	memset(p, 0, sizeof(*fe->threads));
+	fe->threads = p;
+	fe->common.stats = export_stats_new(1);
 	fe->threads[0].fe = fe;
 	fe->threads[0].fd = sv[0];
 	if (posix_memalign((void **)&fe->threads[0].buf, 4096, 4096 + (1 << 20)))
