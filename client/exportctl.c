@@ -414,14 +414,29 @@ static int cmd_del(struct ctl *ctl)
 
 static int cmd_list(struct ctl *ctl)
 {
-	json_t *exports, *nodes;
+	json_t *exports, *nodes, *stats = NULL;
 
 	ctl_connect(ctl);
 	exports = qmp_must(ctl, "query-block-exports", NULL);
 	nodes = qmp_must(ctl, "query-named-block-nodes", NULL);
-	ctl->out->exports(exports, nodes);
+	if (ctl->res->set[OPT_STATS])
+		stats = qmp_must(ctl, "x-query-export-stats", NULL);
+	ctl->out->exports(exports, nodes, stats);
 	json_decref(exports);
 	json_decref(nodes);
+	json_decref(stats);
+	return EXIT_OK;
+}
+
+static int cmd_stats(struct ctl *ctl)
+{
+	json_t *stats;
+
+	ctl_connect(ctl);
+	stats = qmp_must(ctl, "x-query-export-stats",
+			 json_pack("{s:s}", "id", ctl->res->argv[0]));
+	ctl->out->stats(stats);
+	json_decref(stats);
 	return EXIT_OK;
 }
 
@@ -593,6 +608,9 @@ int main(int argc, char *argv[])
 		break;
 	case CTL_LIST:
 		status = cmd_list(&ctl);
+		break;
+	case CTL_STATS:
+		status = cmd_stats(&ctl);
 		break;
 	case CTL_NODES:
 		status = cmd_nodes(&ctl);

@@ -94,7 +94,7 @@ struct fuse_ring {
 };
 
 /* The kernel's num_possible_cpus(): the queues it expects. */
-static int fuse_ring_possible_cpus(void)
+int fuse_ring_nqueues(void)
 {
 	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
 	char line[256];
@@ -265,8 +265,7 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 		return false;
 	}
 	fuse_ring_prep_cmd(sqe, ent, EXPORTD_FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit_id);
-	fuse_stats_account(fe->ring_stats[q->qid], req.opcode, &rep,
-			   clock_monotonic_ns() - start);
+	fuse_export_account(fe, fe->num_threads + q->qid, &req, &rep, start);
 	return true;
 }
 
@@ -365,13 +364,11 @@ int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 	int err;
 
 	ring->fe = fe;
-	ring->nqueues = fuse_ring_possible_cpus();
+	ring->nqueues = fuse_ring_nqueues();
 	ring->queues = xcalloc((size_t)ring->nqueues, sizeof(*ring->queues));
 	pthread_mutex_init(&ring->lock, NULL);
 	pthread_cond_init(&ring->cond, NULL);
 	fe->ring = ring;
-	fe->ring_nqueues = ring->nqueues;
-	fe->ring_stats = xcalloc((size_t)ring->nqueues, sizeof(*fe->ring_stats));
 
 	for (int i = 0; i < ring->nqueues; i++) {
 		struct fuse_ring_queue *q = &ring->queues[i];
@@ -470,12 +467,14 @@ void fuse_ring_free(struct fuse_export *fe)
 	free(ring->queues);
 	free(ring);
 	fe->ring = NULL;
-	free(fe->ring_stats);
-	fe->ring_stats = NULL;
-	fe->ring_nqueues = 0;
 }
 
 #else /* !HAVE_LIBURING */
+
+int fuse_ring_nqueues(void)
+{
+	return 0;
+}
 
 int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 {

@@ -132,6 +132,10 @@ void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
 	fe->data_path_reason = xvasprintf(fmt, ap);
 	fe->data_path = path;
 	va_end(ap);
+	/* Passthrough reads never reach us: the statistics must say so. */
+	if (fe->common.stats)
+		export_stats_set_uncounted(fe->common.stats, EXPORT_STATS_READ,
+					   path == FUSE_PATH_PASSTHROUGH);
 }
 
 static const char *fuse_data_path_name(enum fuse_data_path path)
@@ -425,6 +429,8 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	fe->mountpoint = NULL;
 	free(fe->data_path_reason);
 	fe->data_path_reason = NULL;
+	export_stats_free(fe->common.stats);
+	fe->common.stats = NULL;
 }
 
 static int fuse_export_default_threads(void)
@@ -440,8 +446,13 @@ static int fuse_export_start_threads(struct fuse_export *fe, struct error **errp
 {
 	sigset_t all, old;
 	int session_fd = fuse_session_fd(fe->se);
+	void *p;
 
-	fe->threads = xcalloc((size_t)fe->num_threads, sizeof(*fe->threads));
+	/* Aligned: each thread writes its own entry for every request. */
+	if (posix_memalign(&p, 64, (size_t)fe->num_threads * sizeof(*fe->threads)))
+		fatalx("out of memory");
+	memset(p, 0, (size_t)fe->num_threads * sizeof(*fe->threads));
+	fe->threads = p;
 	for (int i = 0; i < fe->num_threads; i++) {
 		struct fuse_thread *t = &fe->threads[i];
 
@@ -608,6 +619,9 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	} else {
 		fe->num_threads = fuse_export_default_threads();
 	}
+	/* A stats slot per request thread, then one per io_uring queue. */
+	exp->stats = export_stats_new(fe->num_threads +
+				      (fe->uring_wanted ? fuse_ring_nqueues() : 0));
 	if (iothread)
 		log_info("export '%s': iothread '%s' ignored: exportd serves each FUSE export "
 			 "on its own request threads (num-threads)", exp->id,

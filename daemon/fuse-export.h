@@ -35,35 +35,17 @@ enum fuse_data_path {
 
 struct fuse_export;
 
-/*
- * Per-export statistics, kept per thread (each thread writes only its own,
- * so the hot path shares no cache line) and summed by queries.
- */
-enum fuse_stat_op {
-	FUSE_STAT_READ,
-	FUSE_STAT_WRITE,
-	FUSE_STAT_FLUSH,	/* FLUSH and FSYNC */
-	FUSE_STAT_FALLOCATE,
-	FUSE_STAT_OTHER,	/* everything else the kernel asks */
-	FUSE_STAT_NOPS,
-};
-
-/* Latency buckets: [0, 1us), [1us, 2us), [2us, 4us), ..., [2^30us, inf). */
-#define FUSE_STAT_BUCKETS 32
-
-struct fuse_op_stats {
-	atomic_uint_least64_t requests, bytes, errors;
-	atomic_uint_least64_t latency[FUSE_STAT_BUCKETS];
-};
-
 struct fuse_thread {
 	struct fuse_export *fe;
 	int fd;
 	pthread_t tid;
 	bool started;
 	char *buf;		/* FUSE_EXPORT_BUF_SIZE, page-aligned */
-	struct fuse_op_stats stats[FUSE_STAT_NOPS];
-};
+	/*
+	 * Its statistics are the export's stats slot of the same index as
+	 * this thread; the outcome of a request is in its struct fuse_reply.
+	 */
+} __attribute__((aligned(64)));	/* one line each: no line shared */
 
 /*
  * A reply as a handler leaves it, for the path that took the request to
@@ -134,10 +116,8 @@ struct fuse_export {
 	/* FUSE over io_uring (export-fuse-uring.c). */
 	bool uring_wanted;	/* io-uring: on */
 	bool uring_agreed;	/* INIT agreed to FUSE_OVER_IO_URING */
+	/* Ring queue q counts in stats slot num_threads + q. */
 	struct fuse_ring *ring;
-	/* Per ring queue statistics, summed by queries with the threads'. */
-	int ring_nqueues;
-	struct fuse_op_stats (*ring_stats)[FUSE_STAT_NOPS];
 
 	LIST_ENTRY(fuse_export) link;	/* in fuse_mounts while mounted */
 };
@@ -153,11 +133,16 @@ int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n);
  */
 void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
 		       struct fuse_reply *rep);
-/* fuse-ops.c: count a served request in a path's statistics. */
-void fuse_stats_account(struct fuse_op_stats *stats, uint32_t opcode,
-			const struct fuse_reply *rep, uint64_t ns);
-/* fuse-ops.c: x-stats of query-block-exports, summed over the threads. */
+/*
+ * fuse-ops.c: count a request answered since start_ns in the export's
+ * stats slot `slot`, which only the calling thread writes.
+ */
+void fuse_export_account(struct fuse_export *fe, int slot, const struct fuse_request *req,
+			 const struct fuse_reply *rep, uint64_t start_ns);
+/* fuse-ops.c: x-stats of query-block-exports (export-stats.h's ops JSON). */
 json_t *fuse_export_stats(struct fuse_export *fe);
+/* export-fuse-uring.c: how many ring queues (= threads) the kernel expects. */
+int fuse_ring_nqueues(void);
 /* export-fuse-uring.c: serve the export over io_uring (after INIT agreed). */
 int fuse_ring_start(struct fuse_export *fe, struct error **errp);
 /* export-fuse-uring.c: join the ring threads and free the rings. */

@@ -30,10 +30,6 @@
 #include "log.h"
 #include "util.h"
 
-static const char *const fuse_stat_names[FUSE_STAT_NOPS] = {
-	"read", "write", "flush", "fallocate", "other",
-};
-
 /*
  * The handlers: each returns 0 with its reply body (if any) set in rep, or
  * the positive errno to answer with.
@@ -486,41 +482,53 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	return 0;
 }
 
-void fuse_stats_account(struct fuse_op_stats *stats, uint32_t opcode,
-			const struct fuse_reply *rep, uint64_t ns)
+/*
+ * The one place where requests are counted: after the reply, on the
+ * calling thread's own stats slot (see export-stats.h), from the opcode
+ * and the outcome the handler left in rep.
+ */
+void fuse_export_account(struct fuse_export *fe, int slot, const struct fuse_request *req,
+			 const struct fuse_reply *rep, uint64_t start_ns)
 {
-	struct fuse_op_stats *st;
-	uint64_t us = ns / 1000;
-	int b = 0;
+	struct export_stats *stats = fe->common.stats;
+	uint64_t bytes = rep->bytes;
+	bool failed = rep->err != 0;
+	enum export_stats_op op;
 
-	switch (opcode) {
+	if (!stats || slot < 0 || slot >= stats->nslots)
+		return;
+	switch (req->opcode) {
 	case FUSE_READ:
-		st = &stats[FUSE_STAT_READ];
+		op = EXPORT_STATS_READ;
 		break;
 	case FUSE_WRITE:
-		st = &stats[FUSE_STAT_WRITE];
+		op = EXPORT_STATS_WRITE;
+		if (!failed && bytes) {
+			struct fuse_write_in in;
+
+			memcpy(&in, req->arg, sizeof(in));
+			export_stats_record_write_end(&stats->slots[slot], in.offset + bytes);
+		}
 		break;
 	case FUSE_FLUSH:
 	case FUSE_FSYNC:
-		st = &stats[FUSE_STAT_FLUSH];
+		op = EXPORT_STATS_FLUSH;
 		break;
-	case FUSE_FALLOCATE:
-		st = &stats[FUSE_STAT_FALLOCATE];
+	case FUSE_FALLOCATE: {
+		struct fuse_fallocate_in in;
+
+		memcpy(&in, req->arg, sizeof(in));
+		op = in.mode & FALLOC_FL_PUNCH_HOLE ? EXPORT_STATS_DISCARD : EXPORT_STATS_ZERO;
+		/* The range asked for (trimmed at EOF with KEEP_SIZE or not). */
+		bytes = failed ? 0 : in.length;
 		break;
+	}
 	default:
-		st = &stats[FUSE_STAT_OTHER];
+		op = EXPORT_STATS_OTHER;
 		break;
 	}
-	while (us && b < FUSE_STAT_BUCKETS - 1) {
-		us >>= 1;
-		b++;
-	}
-	/* Only one thread writes a set: relaxed is enough, queries just sum. */
-	atomic_fetch_add_explicit(&st->requests, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st->bytes, rep->bytes, memory_order_relaxed);
-	if (rep->err)
-		atomic_fetch_add_explicit(&st->errors, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&st->latency[b], 1, memory_order_relaxed);
+	export_stats_record(&stats->slots[slot], op, bytes, failed, start_ns,
+			    clock_monotonic_ns());
 }
 
 void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
@@ -622,49 +630,16 @@ int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 	if (ret < 0 && ret != -ENOENT && !atomic_load(&fe->stopping))
 		log_debug("export '%s': cannot reply to %s: %s", fe->common.id,
 			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)), strerror(-ret));
-	fuse_stats_account(t->stats, req.opcode, &rep, clock_monotonic_ns() - start);
+	fuse_export_account(fe, (int)(t - fe->threads), &req, &rep, start);
 	return 0;
 }
 
-/*
- * {"read": {"requests", "bytes", "errors", "latency-us": [[below, count],
- * ...]}, "write": ...}: latency buckets that are not empty, each with its
- * upper bound in microseconds (null for the last, open one).
- */
 json_t *fuse_export_stats(struct fuse_export *fe)
 {
-	json_t *all = json_object();
+	struct export_stats_totals t;
 
-	for (int op = 0; op < FUSE_STAT_NOPS; op++) {
-		uint64_t req = 0, bytes = 0, errors = 0, lat[FUSE_STAT_BUCKETS] = { 0 };
-		json_t *hist = json_array();
-
-		int nthreads = fe->threads ? fe->num_threads : 0;
-		int nqueues = fe->ring_stats ? fe->ring_nqueues : 0;
-
-		/* Request threads first, then io_uring queues. */
-		for (int i = 0; i < nthreads + nqueues; i++) {
-			struct fuse_op_stats *st = i < nthreads ? &fe->threads[i].stats[op] :
-						   &fe->ring_stats[i - nthreads][op];
-
-			req += atomic_load_explicit(&st->requests, memory_order_relaxed);
-			bytes += atomic_load_explicit(&st->bytes, memory_order_relaxed);
-			errors += atomic_load_explicit(&st->errors, memory_order_relaxed);
-			for (int b = 0; b < FUSE_STAT_BUCKETS; b++)
-				lat[b] += atomic_load_explicit(&st->latency[b],
-							       memory_order_relaxed);
-		}
-		for (int b = 0; b < FUSE_STAT_BUCKETS; b++) {
-			if (!lat[b])
-				continue;
-			json_array_append_new(hist, json_pack("[o, I]", b < FUSE_STAT_BUCKETS - 1 ?
-							      json_integer((json_int_t)1 << b) :
-							      json_null(), (json_int_t)lat[b]));
-		}
-		json_object_set_new(all, fuse_stat_names[op],
-				    json_pack("{s:I, s:I, s:I, s:o}", "requests", (json_int_t)req,
-					      "bytes", (json_int_t)bytes, "errors",
-					      (json_int_t)errors, "latency-us", hist));
-	}
-	return all;
+	if (!fe->common.stats)
+		return json_object();
+	export_stats_sum(fe->common.stats, &t);
+	return export_stats_ops_json(&t);
 }

@@ -102,13 +102,14 @@ def complete(*words, env=None):
 
 
 def test_completion_of_commands_and_options():
-    assert complete("") == sorted(["add", "del", "list", "nodes", "version", "events",
-                                   "schema", "qmp", "shell", "help"])
+    assert complete("") == sorted(["add", "del", "list", "stats", "nodes", "version",
+                                   "events", "schema", "qmp", "shell", "help"])
     assert complete("n") == ["nodes"]
     assert complete("add", "--for") == ["--format"]
     assert complete("add", "--format", "") == ["auto", "qcow2", "raw"]
     assert complete("add", "--allow-other", "") == ["auto", "off", "on"]
     assert complete("events", "--f") == ["--follow"]
+    assert complete("list", "--st") == ["--stats"]
 
 
 def test_completion_asks_the_daemon_for_ids_and_commands(daemon, qmp, tmp_path):
@@ -120,6 +121,7 @@ def test_completion_asks_the_daemon_for_ids_and_commands(daemon, qmp, tmp_path):
     assert complete("add", "--node", "", env=env) == ["cnode"]
     assert "query-block-exports" in complete("qmp", "query-b", env=env)
     assert complete("schema", "block-export-d", env=env) == ["block-export-del"]
+    assert "x-query-export-stats" in complete("qmp", "x-query-e", env=env)
     # An explicit --socket on the line is used too.
     assert complete("--socket", daemon.socket_path, "add", "--node", "c") == ["cnode"]
 

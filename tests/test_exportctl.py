@@ -89,7 +89,7 @@ def test_unknown_command_is_a_usage_error(daemon):
 def test_ambiguous_prefix_names_the_candidates(daemon):
     r = exportctl(daemon, "s")
     assert r.returncode == 2
-    assert "ambiguous command: s (schema, shell)" in r.stderr
+    assert "ambiguous command: s (stats, schema, shell)" in r.stderr
 
 
 def test_unique_prefix_runs_the_command(daemon):

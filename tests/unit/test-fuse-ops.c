@@ -40,6 +40,7 @@ static struct harness *harness_new(bool writable, bool growable, bool allow_othe
 	struct harness *h = xcalloc(1, sizeof(*h));
 	char name[32], *path;
 	int sv[2];
+	void *p;
 
 	snprintf(name, sizeof(name), "n%d", ++node_seq);
 	path = test_image(name, IMG_SIZE);
@@ -61,7 +62,11 @@ static struct harness *harness_new(bool writable, bool growable, bool allow_othe
 	pthread_mutex_init(&h->fe->resize_lock, NULL);
 	pthread_cond_init(&h->fe->cond, NULL);
 	h->fe->num_threads = 1;
-	h->fe->threads = xcalloc(1, sizeof(*h->fe->threads));
+	if (posix_memalign(&p, 64, sizeof(*h->fe->threads)))
+		abort();
+	memset(p, 0, sizeof(*h->fe->threads));
+	h->fe->threads = p;
+	h->fe->common.stats = export_stats_new(1);
 	h->t = &h->fe->threads[0];
 	h->t->fe = h->fe;
 	h->t->fd = sv[0];
@@ -78,6 +83,7 @@ static void harness_free(struct harness *h)
 	close(h->peer);
 	free(h->t->buf);
 	free(h->fe->threads);
+	export_stats_free(h->fe->common.stats);
 	free(h->fe->common.id);
 	free(h->fe->data_path_reason);
 	free(h->fe);
