@@ -66,7 +66,6 @@ struct fuse_ring_ent {
 	struct exportd_fuse_uring_req_header *hdr;	/* page-aligned */
 	char *payload;			/* FUSE_EXPORT_MAX_IO, page-aligned */
 	struct iovec iov[2];		/* what REGISTER hands the kernel */
-	bool armed;			/* a command of ours is in the kernel */
 };
 
 struct fuse_ring_queue {
@@ -161,7 +160,6 @@ static void fuse_ring_prep_cmd(struct io_uring_sqe *sqe, struct fuse_ring_ent *e
 		sqe->addr = (uint64_t)(uintptr_t)ent->iov;
 		sqe->len = 2;
 	}
-	ent->armed = true;
 }
 
 /* Set up the queue's ring and register its entries; 0 or -errno. */
@@ -278,13 +276,13 @@ static bool fuse_ring_complete(struct fuse_ring_queue *q, struct io_uring_cqe *c
 
 	if ((uintptr_t)data == FUSE_RING_STOP_TAG)
 		return false;
-	ent->armed = false;
 	if (cqe->res == 0)
 		return fuse_ring_serve(q, ent);
 	if (atomic_load(&fe->stopping))
 		return false;
+	/* ENOENT: a commit for a request the kernel dropped when aborting. */
 	if (cqe->res == -ENOTCONN || cqe->res == -ECONNABORTED || cqe->res == -ENODEV ||
-	    cqe->res == -ECANCELED) {
+	    cqe->res == -ECANCELED || cqe->res == -ENOENT) {
 		fuse_export_halt(fe, "the FUSE connection ended (unmounted?)");
 		return false;
 	}
