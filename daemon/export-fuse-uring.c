@@ -15,7 +15,10 @@
  * straight into the payload), and queues the reply as the entry's next
  * COMMIT_AND_FETCH, which also re-arms it.  The commits of one batch of
  * completions go to the kernel in the same system call that waits for
- * the next batch.
+ * the next batch.  Ring threads are not pinned to their queue's CPU (as
+ * libfuse does): measured here (2 CPUs), pinning made 1 MiB reads at
+ * queue depth 1 30% faster but halved 4k random reads at depth 16, the
+ * server then sharing the client's CPU.
  *
  * What stays on /dev/fuse (the request threads of export-fuse.c): INIT,
  * anything before the ring is ready, and what the kernel never sends over
