@@ -329,6 +329,7 @@ def main(argv):
     res = Results()
     warnings = []
     started = time.time()
+    load_before = os.getloadavg()
     interrupted = False
     the_plan = []
     perf_files = []
@@ -408,10 +409,12 @@ def main(argv):
     checks = report.target_checks(jobs, res)
     text = render(jobs, res, labels, checks)
     elapsed = time.time() - started
-    header = "exportd bench, %s, %s, %d CPUs, Linux %s; image %d MiB; %d rep(s) x %gs (+%gs ramp), median%s" % (
+    load_after = os.getloadavg()
+    header = ("exportd bench, %s, %s, %d CPUs, Linux %s; image %d MiB; %d rep(s) x %gs "
+              "(+%gs ramp), median%s\nload average %.1f at start, %.1f at end (%.0f s)") % (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)), platform.node(),
         os.cpu_count(), platform.release(), args.size, args.reps, args.runtime, args.ramp,
-        "; QUICK" if args.quick else "")
+        "; QUICK" if args.quick else "", load_before[0], load_after[0], elapsed)
     print()
     print(header)
     print()
@@ -441,7 +444,7 @@ def main(argv):
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "elapsed_s": round(elapsed, 1),
         "interrupted": interrupted,
-        "machine": machine_info(),
+        "machine": dict(machine_info(), loadavg_start=load_before, loadavg_end=load_after),
         "tools": tool_versions(args),
         "config": {"quick": args.quick, "reps": args.reps, "runtime_s": args.runtime,
                    "ramp_s": args.ramp, "image_mib": args.size,
