@@ -363,11 +363,19 @@ def main(argv):
             for rep, job, ts in the_plan:
                 print("rep %d  %-32s %s" % (rep + 1, job.key, " ".join(t.id for t in ts)))
             return 0
-        try:
-            make_images(images, args.size, log)
-        except (OSError, subprocess.CalledProcessError) as e:
-            log("cannot create the images in %s: %s" % (images.dir, e))
-            return 1
+        for attempt in (1, 2, 3):
+            try:
+                make_images(images, args.size, log)
+                break
+            except (OSError, subprocess.CalledProcessError) as e:
+                # The disk is shared: another user's test may fill it for a
+                # moment.  Try again a little later before giving up.
+                log("cannot create the images in %s: %s" % (images.dir, e))
+                shutil.rmtree(images.dir, ignore_errors=True)
+                if attempt == 3:
+                    return 1
+                log("trying again in 20 s")
+                time.sleep(20)
         n = 0
         for rep in range(args.reps):
             warm_cache(images)
