@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,17 @@ static char *derive_id(const char *mountpoint, json_t *exports, json_t *nodes)
 	ctl_exitx(EXIT_FAILED, "cannot find a free export id for '%s': use --id", mountpoint);
 }
 
+static void block_interrupts(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 /* Undo what a failed add did, newest first; a failure here is only told. */
 static void add_rollback(struct ctl *ctl, const char *fmt_node, const char *file_node,
 			 const char *created_mountpoint)
@@ -247,6 +259,13 @@ static int cmd_add(struct ctl *ctl)
 	}
 
 	ctl_connect(ctl);
+	/*
+	 * From here on add either completes or rolls back: a Ctrl-C between
+	 * blockdev-add and block-export-add must not strand the nodes, so the
+	 * signals that would end exportctl wait until it is done (SIGQUIT,
+	 * Ctrl-\, is left as the way out of a daemon that never answers).
+	 */
+	block_interrupts();
 	exports = qmp_must(ctl, "query-block-exports", NULL);
 	nodes = qmp_must(ctl, "query-named-block-nodes", NULL);
 	id = res->set[OPT_ID] ? ctl_xstrdup(res->value[OPT_ID]) :
@@ -395,14 +414,29 @@ static int cmd_del(struct ctl *ctl)
 
 static int cmd_list(struct ctl *ctl)
 {
-	json_t *exports, *nodes;
+	json_t *exports, *nodes, *stats = NULL;
 
 	ctl_connect(ctl);
 	exports = qmp_must(ctl, "query-block-exports", NULL);
 	nodes = qmp_must(ctl, "query-named-block-nodes", NULL);
-	ctl->out->exports(exports, nodes);
+	if (ctl->res->set[OPT_STATS])
+		stats = qmp_must(ctl, "x-query-export-stats", NULL);
+	ctl->out->exports(exports, nodes, stats);
 	json_decref(exports);
 	json_decref(nodes);
+	json_decref(stats);
+	return EXIT_OK;
+}
+
+static int cmd_stats(struct ctl *ctl)
+{
+	json_t *stats;
+
+	ctl_connect(ctl);
+	stats = qmp_must(ctl, "x-query-export-stats",
+			 json_pack("{s:s}", "id", ctl->res->argv[0]));
+	ctl->out->stats(stats);
+	json_decref(stats);
 	return EXIT_OK;
 }
 
@@ -574,6 +608,9 @@ int main(int argc, char *argv[])
 		break;
 	case CTL_LIST:
 		status = cmd_list(&ctl);
+		break;
+	case CTL_STATS:
+		status = cmd_stats(&ctl);
 		break;
 	case CTL_NODES:
 		status = cmd_nodes(&ctl);

@@ -19,10 +19,16 @@ static void json_print(json_t *v, size_t flags)
 	fflush(stdout);
 }
 
-static void json_exports(json_t *exports, json_t *nodes)
+/* query-block-exports as it came: its x-stats already has the numbers. */
+static void json_exports(json_t *exports, json_t *nodes, json_t *stats)
 {
-	(void)nodes;
+	(void)nodes, (void)stats;
 	json_print(exports, JSON_INDENT(2));
+}
+
+static void json_stats(json_t *stats)
+{
+	json_print(stats, JSON_INDENT(2));
 }
 
 static void json_nodes(json_t *nodes)
@@ -90,6 +96,7 @@ static void json_qmp_return(json_t *value)
 
 const struct output output_json = {
 	.exports = json_exports,
+	.stats = json_stats,
 	.nodes = json_nodes,
 	.version = json_version,
 	.added = json_added,

@@ -18,7 +18,7 @@ bool output_quiet;
 
 /* ---- tables ---- */
 
-#define TABLE_MAX_COLS 12
+#define TABLE_MAX_COLS 16
 
 struct table {
 	int ncols;
@@ -113,11 +113,65 @@ static json_t *node_by_name(json_t *nodes, const char *name)
 	return NULL;
 }
 
-static void text_exports(json_t *exports, json_t *nodes)
+/* "850ns", "21.3us", "1.25ms", "2.50s" into buf. */
+static const char *fmt_ns(json_t *v, char *buf, size_t len)
+{
+	double ns;
+
+	if (!json_is_integer(v))
+		return NULL;
+	ns = (double)json_integer_value(v);
+	if (ns < 1000)
+		snprintf(buf, len, "%.0fns", ns);
+	else if (ns < 1e6)
+		snprintf(buf, len, "%.1fus", ns / 1e3);
+	else if (ns < 1e9)
+		snprintf(buf, len, "%.2fms", ns / 1e6);
+	else
+		snprintf(buf, len, "%.2fs", ns / 1e9);
+	return buf;
+}
+
+static const char *fmt_count(json_t *v, char *buf, size_t len)
+{
+	if (!json_is_integer(v))
+		return NULL;
+	snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	return buf;
+}
+
+static bool list_has(json_t *list, const char *s)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(list, i, v)
+		if (!strcmp(json_string_value(v) ?: "", s))
+			return true;
+	return false;
+}
+
+static json_t *stats_by_id(json_t *stats, const char *id)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(stats, i, e)
+		if (id && !strcmp(json_string_value(json_object_get(e, "id")) ?: "", id))
+			return e;
+	return NULL;
+}
+
+#define EXPORT_COLS 9
+#define EXPORT_STATS_COLS 4
+
+static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 {
 	static const char *const head[] = { "ID", "MOUNTPOINT", "NODE", "FORMAT", "IMAGE",
-		"SIZE", "WRITABLE", "GROWABLE", "ALLOW-OTHER" };
-	struct table t = { .ncols = 9 };
+		"SIZE", "WRITABLE", "GROWABLE", "ALLOW-OTHER",
+		"RD-OPS", "RD-BYTES", "WR-OPS", "WR-BYTES" };
+	struct table t = { .ncols = EXPORT_COLS + (stats ? EXPORT_STATS_COLS : 0) };
+	bool uncounted = false;
 	size_t i;
 	json_t *e;
 
@@ -128,12 +182,16 @@ static void text_exports(json_t *exports, json_t *nodes)
 	}
 	table_add_row(&t, head);
 	json_array_foreach(exports, i, e) {
+		const char *id = json_string_value(json_object_get(e, "id"));
 		const char *node = json_string_value(json_object_get(e, "node-name"));
 		json_t *n = node_by_name(nodes, node);
 		json_t *img = json_object_get(n, "image");
-		char size[32];
-		const char *row[9] = {
-			json_string_value(json_object_get(e, "id")),
+		json_t *st = stats_by_id(stats, id);
+		json_t *ops = json_object_get(st, "ops");
+		json_t *rd = json_object_get(ops, "read"), *wr = json_object_get(ops, "write");
+		char size[32], rdops[32], rdbytes[32], wrops[32], wrbytes[32];
+		const char *row[EXPORT_COLS + EXPORT_STATS_COLS] = {
+			id,
 			json_string_value(json_object_get(e, "x-mountpoint")),
 			node,
 			json_string_value(json_object_get(n, "drv")),
@@ -142,11 +200,86 @@ static void text_exports(json_t *exports, json_t *nodes)
 			yesno(json_object_get(e, "x-writable")),
 			yesno(json_object_get(e, "x-growable")),
 			yesno(json_object_get(e, "x-allow-other")),
+			fmt_count(json_object_get(rd, "requests"), rdops, sizeof(rdops)),
+			fmt_size(json_object_get(rd, "bytes"), rdbytes, sizeof(rdbytes)),
+			fmt_count(json_object_get(wr, "requests"), wrops, sizeof(wrops)),
+			fmt_size(json_object_get(wr, "bytes"), wrbytes, sizeof(wrbytes)),
 		};
 
+		/* Reads the kernel served itself are missing: mark the count. */
+		if (row[9] && list_has(json_object_get(st, "uncounted"), "read")) {
+			size_t l = strlen(rdops);
+
+			if (l + 1 < sizeof(rdops))
+				memcpy(rdops + l, "*", 2);
+			uncounted = true;
+		}
 		table_add_row(&t, row);
 	}
 	table_print(&t);
+	if (uncounted && !output_quiet)
+		printf("* not counting the reads that the kernel serves itself (FUSE passthrough)\n");
+}
+
+/* One line per operation: ops, bytes, errors and latencies. */
+static void text_stats(json_t *stats)
+{
+	static const char *const head[] = { "OP", "REQUESTS", "BYTES", "ERRORS", "AVG",
+		"P50", "P90", "P99", "MAX" };
+	static const char *const ops[] = { "read", "write", "flush", "discard", "zero",
+		"other" };
+	json_t *st = json_array_get(stats, 0);
+	json_t *uncounted = json_object_get(st, "uncounted");
+	struct table t = { .ncols = 9 };
+	char buf[3][32];
+
+	if (!st)
+		return;
+	if (!output_quiet) {
+		printf("export %s: node %s, %" JSON_INTEGER_FORMAT " request threads, up %s",
+		       json_string_value(json_object_get(st, "id")) ?: "?",
+		       json_string_value(json_object_get(st, "node-name")) ?: "?",
+		       json_integer_value(json_object_get(st, "slots")),
+		       fmt_ns(json_object_get(st, "age-ns"), buf[0], sizeof(buf[0])) ?: "?");
+		if (json_object_get(st, "idle-time-ns"))
+			printf(", idle %s", fmt_ns(json_object_get(st, "idle-time-ns"), buf[1],
+						   sizeof(buf[1])));
+		if (json_is_true(json_object_get(st, "shutting-down")))
+			printf(", shutting down");
+		printf("\n");
+	}
+	table_add_row(&t, head);
+	for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+		json_t *o = json_object_get(json_object_get(st, "ops"), ops[k]);
+		char cells[8][32];
+		const char *row[9] = {
+			ops[k],
+			fmt_count(json_object_get(o, "requests"), cells[0], sizeof(cells[0])),
+			fmt_size(json_object_get(o, "bytes"), cells[1], sizeof(cells[1])),
+			fmt_count(json_object_get(o, "errors"), cells[2], sizeof(cells[2])),
+			fmt_ns(json_object_get(o, "avg-latency-ns"), cells[3], sizeof(cells[3])),
+			fmt_ns(json_object_get(o, "p50-latency-ns"), cells[4], sizeof(cells[4])),
+			fmt_ns(json_object_get(o, "p90-latency-ns"), cells[5], sizeof(cells[5])),
+			fmt_ns(json_object_get(o, "p99-latency-ns"), cells[6], sizeof(cells[6])),
+			fmt_ns(json_object_get(o, "max-latency-ns"), cells[7], sizeof(cells[7])),
+		};
+
+		/* Latencies of nothing are not 0: leave them out. */
+		if (json_integer_value(json_object_get(o, "requests")) == 0)
+			for (int c = 4; c < 9; c++)
+				row[c] = "-";
+		if (list_has(uncounted, ops[k]) && row[1]) {
+			size_t l = strlen(cells[0]);
+
+			if (l + 1 < sizeof(cells[0]))
+				memcpy(cells[0] + l, "*", 2);
+		}
+		table_add_row(&t, row);
+	}
+	table_print(&t);
+	if (json_array_size(uncounted) && !output_quiet)
+		printf("* not counting the requests that the kernel serves itself "
+		       "(FUSE passthrough)\n");
 }
 
 static void text_nodes(json_t *nodes)
@@ -394,6 +527,7 @@ static void text_qmp_return(json_t *value)
 
 const struct output output_text = {
 	.exports = text_exports,
+	.stats = text_stats,
 	.nodes = text_nodes,
 	.version = text_version,
 	.added = text_added,

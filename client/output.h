@@ -12,8 +12,13 @@
 #include <jansson.h>
 
 struct output {
-	/* query-block-exports joined with query-named-block-nodes. */
-	void (*exports)(json_t *exports, json_t *nodes);
+	/*
+	 * query-block-exports joined with query-named-block-nodes, and with
+	 * x-query-export-stats for list -v (else stats is NULL).
+	 */
+	void (*exports)(json_t *exports, json_t *nodes, json_t *stats);
+	/* x-query-export-stats of one export (a list of one). */
+	void (*stats)(json_t *stats);
 	void (*nodes)(json_t *nodes);
 	/* query-version of the daemon. */
 	void (*version)(json_t *info);

@@ -49,6 +49,9 @@ const struct ctl_option ctl_options[] = {
 	  "keep printing events until interrupted" },
 	{ OPT_TIMEOUT, "timeout", 0, ARG_REQUIRED, "SECONDS", NULL, NULL,
 	  "give up waiting after SECONDS" },
+	/* list -v: a command's own short option wins over the global one. */
+	{ OPT_STATS, "stats", 'v', ARG_NONE, NULL, NULL, NULL,
+	  "add I/O statistics columns (requests and bytes read and written)" },
 	{ OPT__COUNT, NULL, 0, ARG_NONE, NULL, NULL, NULL, NULL },
 };
 
@@ -62,6 +65,7 @@ static const enum ctl_opt add_opts[] = {
 };
 static const enum ctl_opt del_opts[] = { OPT_HARD, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt events_opts[] = { OPT_FOLLOW, OPT_TIMEOUT, OPT__COUNT };
+static const enum ctl_opt list_opts[] = { OPT_STATS, OPT__COUNT };
 static const enum ctl_opt no_opts[] = { OPT__COUNT };
 
 const struct ctl_command ctl_commands[] = {
@@ -69,7 +73,9 @@ const struct ctl_command ctl_commands[] = {
 	  "export an image (or a node) as a file" },
 	{ "del", CTL_DEL, "ID", 1, 1, del_opts,
 	  "remove an export and wait until it is gone" },
-	{ "list", CTL_LIST, "", 0, 0, no_opts, "list the exports" },
+	{ "list", CTL_LIST, "", 0, 0, list_opts, "list the exports" },
+	{ "stats", CTL_STATS, "ID", 1, 1, no_opts,
+	  "show an export's I/O statistics per operation" },
 	{ "nodes", CTL_NODES, "", 0, 0, no_opts, "list the block nodes" },
 	{ "version", CTL_VERSION, "", 0, 0, no_opts,
 	  "show exportctl's and the daemon's version" },
@@ -237,9 +243,12 @@ static int parse_option(int argc, char *const argv[], int *i,
 	/* Short options: flags may be bundled, a value follows as a word. */
 	for (const char *p = word + 1; *p; p++) {
 		o = NULL;
+		/* The command's own option first (list -v), then a global one. */
 		for (const struct ctl_option *q = ctl_options; q->name; q++)
-			if (q->short_name == *p &&
-			    (opt_in(q->id, global_opts) || (ids && opt_in(q->id, ids))))
+			if (q->short_name == *p && ids && opt_in(q->id, ids))
+				o = q;
+		for (const struct ctl_option *q = ctl_options; q->name && !o; q++)
+			if (q->short_name == *p && opt_in(q->id, global_opts))
 				o = q;
 		if (!o) {
 			fprintf(err, "exportctl: unknown option: -%c\n", *p);

@@ -17,6 +17,7 @@ enum ctl_action {
 	CTL_ADD,
 	CTL_DEL,
 	CTL_LIST,
+	CTL_STATS,
 	CTL_NODES,
 	CTL_VERSION,
 	CTL_EVENTS,
@@ -46,6 +47,7 @@ enum ctl_opt {
 	OPT_HARD,
 	OPT_FOLLOW,
 	OPT_TIMEOUT,
+	OPT_STATS,
 	OPT__COUNT,
 };
 

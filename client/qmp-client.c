@@ -206,9 +206,8 @@ json_t *qmp_client_recv(struct qmp_client *c, int timeout_ms, char **errp)
 		if (deadline >= 0) {
 			long long left = deadline - ctl_now_ms();
 
-			if (left <= 0)
-				return NULL;
-			wait = left > 1000000 ? 1000000 : (int)left;
+			/* Even with no time left, take what is already there. */
+			wait = left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
 		}
 		n = poll(&pfd, 1, wait);
 		if (n < 0 && errno == EINTR)
@@ -217,8 +216,11 @@ json_t *qmp_client_recv(struct qmp_client *c, int timeout_ms, char **errp)
 			set_err(errp, "poll: %s", strerror(errno));
 			return NULL;
 		}
-		if (n == 0)
+		if (n == 0) {
+			if (deadline >= 0 && ctl_now_ms() >= deadline)
+				return NULL;
 			continue;
+		}
 		if (c->cap - c->len < 65536) {
 			if (c->cap >= QMP_CLIENT_MAX_MESSAGE) {
 				set_err(errp, "message from exportd exceeds %u bytes",
@@ -369,6 +371,11 @@ json_t *qmp_client_wait_event(struct qmp_client *c, const char *name,
 			return ev;
 		json_array_append_new(c->events, ev);
 	}
+}
+
+bool qmp_client_has_buffered(struct qmp_client *c)
+{
+	return c->len && memchr(c->buf, '\n', c->len);
 }
 
 json_t *qmp_client_take_event(struct qmp_client *c)

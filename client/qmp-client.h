@@ -75,6 +75,12 @@ json_t *qmp_client_execute_raw(struct qmp_client *c, json_t *request,
 json_t *qmp_client_wait_event(struct qmp_client *c, const char *name,
 			      json_t *match, int timeout_ms, char **errp);
 
+/*
+ * True when a whole message is already buffered: poll() on c->fd will not
+ * tell, so a caller that polls must take these first.
+ */
+bool qmp_client_has_buffered(struct qmp_client *c);
+
 /* Take the oldest queued event, or NULL. */
 json_t *qmp_client_take_event(struct qmp_client *c);
 

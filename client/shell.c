@@ -50,12 +50,16 @@ static void print_error(struct shell *sh, const char *msg)
 
 static void print_events(struct shell *sh)
 {
+	bool any = false;
 	json_t *ev;
 
 	while ((ev = qmp_client_take_event(sh->qmp))) {
 		print_json(sh, ev);
 		json_decref(ev);
+		any = true;
 	}
+	if (any && sh->tty)
+		line_edit_show(&sh->le);
 }
 
 /* Build the request for one line; NULL (after saying why) if it is bad. */
@@ -158,7 +162,6 @@ static void load_commands(struct shell *sh)
 	}
 	sh->commands[n] = NULL;
 	json_decref(reply);
-	sh->le.words = (const char *const *)sh->commands;
 }
 
 static char *history_path(void)
@@ -270,11 +273,13 @@ int shell_run(struct qmp_client *c, bool json, bool quiet)
 		fflush(stdout);
 	}
 	if (sh.tty) {
+		/* Everything the editor needs first: the prompt means "ready". */
+		load_commands(&sh);
 		if (line_edit_start(&sh.le, STDIN_FILENO, STDOUT_FILENO, "(exportd) ") < 0) {
 			line_edit_free(&sh.le);
 			sh.tty = false;
 		} else {
-			load_commands(&sh);
+			sh.le.words = (const char *const *)sh.commands;
 			hist = history_path();
 			if (hist) {
 				line_edit_history_load(&sh.le, hist);
@@ -291,6 +296,15 @@ int shell_run(struct qmp_client *c, bool json, bool quiet)
 		};
 		int r;
 
+		/* Messages that came with the last reply are not seen by poll(). */
+		if (qmp_client_has_buffered(c) || json_array_size(c->events)) {
+			print_events(&sh);
+			r = shell_socket(&sh);
+			if (r < 0)
+				ret = 1;
+			if (r != 0)
+				break;
+		}
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;

@@ -184,8 +184,10 @@ static int file_open(struct block_node *bs, json_t *options, struct error **errp
 	} else if (s->is_reg) {
 		atomic_store(&s->size, (long long)st.st_size);
 	} else {
-		/* A character device: as large as the offsets go. */
-		atomic_store(&s->size, (long long)INT64_MAX);
+		/* A character device: whatever its driver says, as QEMU. */
+		off_t end = lseek(s->fd, 0, SEEK_END);
+
+		atomic_store(&s->size, end < 0 ? 0LL : (long long)end);
 	}
 	if (bs->direct) {
 		file_probe_alignment(s, &st);
@@ -629,6 +631,12 @@ static int file_get_passthrough(struct block_node *bs, struct block_passthrough 
 
 	if (!s->is_reg && !s->is_blk) {
 		*why = "not a regular file or block device";
+		return -ENOTSUP;
+	}
+	/* The kernel would send every request as it comes to an O_DIRECT fd,
+	 * and unaligned ones would fail; the bounce buffers are ours. */
+	if (s->align > 1) {
+		*why = "cache.direct=on needs aligned requests";
 		return -ENOTSUP;
 	}
 	pt->fd = s->fd;

@@ -304,15 +304,35 @@ static int qcow2_refblock_ensure(struct qcow2 *s, uint64_t c)
 	return ret < 0 ? ret : 1;
 }
 
+/*
+ * Clusters past the end of the file are free in a consistent image; a few
+ * may be counted (leaks from a crash), but an image that claims endless
+ * used clusters there is corrupt, and scanning them would hang.
+ */
+#define QCOW2_MAX_USED_PAST_END 65536
+
+static int qcow2_check_scan(struct qcow2 *s, uint64_t c)
+{
+	uint64_t end = DIV_ROUND_UP(s->host_end, s->cluster_size);
+
+	if ((c << s->cluster_bits) >> s->cluster_bits != c ||
+	    (c << s->cluster_bits) >= QCOW2_MAX_VIRTUAL_SIZE)
+		return -ENOSPC;
+	if (c > end + QCOW2_MAX_USED_PAST_END)
+		return qcow2_corrupt(s, "more than %d clusters past the end of the file "
+				     "are counted as used", QCOW2_MAX_USED_PAST_END);
+	return 0;
+}
+
 int qcow2_alloc_cluster(struct qcow2 *s, uint64_t *offset)
 {
 	uint64_t c = MAX(s->free_hint, (uint64_t)1), val;
 	int ret;
 
 	for (;;) {
-		if ((c << s->cluster_bits) >> s->cluster_bits != c ||
-		    (c << s->cluster_bits) >= QCOW2_MAX_VIRTUAL_SIZE)
-			return -ENOSPC;
+		ret = qcow2_check_scan(s, c);
+		if (ret < 0)
+			return ret;
 		if (qcow2_overlaps_metadata(s, c << s->cluster_bits, s->cluster_size)) {
 			c++;
 			continue;
@@ -349,6 +369,9 @@ int qcow2_alloc_contiguous(struct qcow2 *s, uint64_t n, uint64_t *offset)
 
 restart:
 	for (uint64_t c = start; c < start + n; c++) {
+		ret = qcow2_check_scan(s, c);
+		if (ret < 0)
+			return ret;
 		if (qcow2_overlaps_metadata(s, c << s->cluster_bits, s->cluster_size)) {
 			start = c + 1;
 			goto restart;

@@ -44,9 +44,13 @@ struct qcow2_run {
 	uint64_t file_len;
 };
 
-/* Depth of backing chains being opened (main thread only). */
-static int qcow2_open_depth;
+/*
+ * Backing chains being opened (main thread only): the real paths of the
+ * images on the way down, so that a chain looping back is refused.
+ */
 #define QCOW2_MAX_CHAIN_DEPTH 64
+static int qcow2_open_depth;
+static char *qcow2_open_chain[QCOW2_MAX_CHAIN_DEPTH];
 
 static uint64_t qcow2_size(struct qcow2 *s)
 {
@@ -256,6 +260,36 @@ static int qcow2_pread(struct block_node *bs, void *buf, size_t len, uint64_t of
 
 /* ---- writes ---- */
 
+/*
+ * The spec lets a program that does not maintain an autoclear feature
+ * (bitmaps) write to the image only after clearing its bit, which marks
+ * the bitmaps inconsistent.  Done at the first modification, not at open,
+ * so that a writable export nobody writes to leaves them intact.
+ */
+static int qcow2_before_modify(struct qcow2 *s)
+{
+	uint8_t zero[8] = { 0 };
+	int ret = 0;
+
+	if (!__atomic_load_n(&s->autoclear_pending, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	if (s->autoclear_pending) {
+		ret = block_node_pwrite(s->bs->file, zero, 8, 88);
+		if (ret == 0)
+			ret = qcow2_flush_barrier(s);
+		if (ret == 0) {
+			log_info("qcow2 '%s': autoclear features 0x%" PRIx64 " cleared before "
+				 "the first write (bitmaps are now inconsistent)", s->name,
+				 s->hdr.autoclear_features);
+			s->hdr.autoclear_features = 0;
+			__atomic_store_n(&s->autoclear_pending, false, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 /* A cluster rewritten to a new place; its L2 entry is set after the barrier. */
 struct qcow2_pending {
 	uint64_t cluster;	/* guest cluster index */
@@ -299,8 +333,12 @@ static void qcow2_entry_extent(struct qcow2 *s, uint64_t l2e, uint64_t *off, uin
 		*len = s->cluster_size;
 }
 
-/* Drop the references of replaced entries.  Lock held, free_lock exclusive. */
-static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n)
+/*
+ * Drop the references of replaced entries.  Lock held, free_lock
+ * exclusive.  punch: also punch the freed clusters out of the file.
+ */
+static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n,
+			      bool punch)
 {
 	int ret = 0;
 
@@ -311,7 +349,7 @@ static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n
 		qcow2_entry_extent(s, entries[i], &off, &len);
 		if (!len)
 			continue;
-		r = qcow2_free_range(s, off, len, true);
+		r = qcow2_free_range(s, off, len, punch);
 		if (r < 0)
 			ret = r;
 	}
@@ -420,7 +458,7 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 			   uint64_t off, bool excl)
 {
-	uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+	uint64_t last = (off + len - 1) >> s->cluster_bits;
 	struct qcow2_pending *pend = NULL;
 	struct qcow2_alloc_range ar;
 	bool claimed = false;
@@ -477,7 +515,6 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 			len -= n;
 		}
 	}
-	(void)first;
 
 	if (npend) {
 		int r;
@@ -526,7 +563,7 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 				pthread_rwlock_wrlock(&s->free_lock);
 			}
 			pthread_mutex_lock(&s->lock);
-			r = qcow2_free_entries(s, frees, nfrees);
+			r = qcow2_free_entries(s, frees, nfrees, false);
 			pthread_mutex_unlock(&s->lock);
 			if (!excl) {
 				pthread_rwlock_unlock(&s->free_lock);
@@ -548,6 +585,9 @@ static int qcow2_pwrite(struct block_node *bs, const void *buf, size_t len, uint
 
 	if (!s->writable)
 		return -EROFS;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_rdlock(&s->free_lock);
 	ret = qcow2_do_pwrite(s, buf, len, offset, false);
 	pthread_rwlock_unlock(&s->free_lock);
@@ -662,7 +702,7 @@ static int qcow2_zero_clusters(struct qcow2 *s, uint64_t cl, uint64_t n,
 			int r = qcow2_flush_barrier(s);
 
 			if (r == 0)
-				r = qcow2_free_entries(s, frees, nfrees);
+				r = qcow2_free_entries(s, frees, nfrees, s->pass_discard);
 			if (r < 0 && ret == 0)
 				ret = r;
 		}
@@ -729,6 +769,9 @@ static int qcow2_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t l
 
 	if (!s->writable)
 		return -EROFS;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_wrlock(&s->free_lock);
 	ret = qcow2_do_zero(s, offset, len, (flags & BLOCK_ZERO_MAY_UNMAP) ?
 			    QCOW2_MODE_ZERO_UNMAP : QCOW2_MODE_ZERO);
@@ -743,6 +786,9 @@ static int qcow2_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 
 	if (!s->writable)
 		return -EROFS;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_wrlock(&s->free_lock);
 	ret = qcow2_do_zero(s, offset, len, QCOW2_MODE_DISCARD);
 	pthread_rwlock_unlock(&s->free_lock);
@@ -773,6 +819,9 @@ static int qcow2_truncate(struct block_node *bs, uint64_t length)
 	length = ROUND_UP(length, 512);
 	if (length > QCOW2_MAX_VIRTUAL_SIZE)
 		return -EFBIG;
+	ret = qcow2_before_modify(s);
+	if (ret < 0)
+		return ret;
 	pthread_rwlock_wrlock(&s->free_lock);
 	old = qcow2_size(s);
 	if (length > old) {
@@ -949,11 +998,10 @@ static int qcow2_read_table(struct qcow2 *s, uint64_t off, uint64_t n, uint64_t 
 }
 
 /* "dir/of/image" + "name" unless name is absolute. */
-static char *qcow2_backing_path(struct qcow2 *s, const char *image, const char *name)
+static char *qcow2_backing_path(const char *image, const char *name)
 {
 	char *copy, *path;
 
-	(void)s;
 	if (name[0] == '/' || !image)
 		return xstrdup(name);
 	copy = xstrdup(image);
@@ -984,6 +1032,13 @@ static int qcow2_probe_format(struct block_node *bs, const char *path, const cha
 	return 0;
 }
 
+static void qcow2_chain_pop(void)
+{
+	qcow2_open_depth--;
+	free(qcow2_open_chain[qcow2_open_depth]);
+	qcow2_open_chain[qcow2_open_depth] = NULL;
+}
+
 static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *options,
 			      struct error **errp)
 {
@@ -1000,10 +1055,10 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 			   s->name, QCOW2_MAX_CHAIN_DEPTH);
 		return -1;
 	}
-	qcow2_open_depth++;
+	qcow2_open_chain[qcow2_open_depth++] = realpath(s->name, NULL);
 	if (ref) {
 		bs->backing = block_node_open_child(ref, true, bs->node_name, errp);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		if (!bs->backing)
 			return -1;
 		s->has_backing = true;
@@ -1014,28 +1069,44 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 		error_setg(errp, "Backing file name '%s' of '%s' is not a plain file name "
 			   "(give the backing node with the 'backing' option)",
 			   s->hdr.backing_file, s->name);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		return -1;
 	}
-	path = qcow2_backing_path(s, bs->file->filename, s->hdr.backing_file);
+	path = qcow2_backing_path(bs->file->filename, s->hdr.backing_file);
+	{
+		char *real = realpath(path, NULL);
+		bool loop = false;
+
+		for (int i = 0; real && i < qcow2_open_depth; i++)
+			if (qcow2_open_chain[i] && !strcmp(qcow2_open_chain[i], real))
+				loop = true;
+		free(real);
+		if (loop) {
+			error_setg(errp, "Backing file '%s' of '%s' loops back into its own "
+				   "backing chain", path, s->name);
+			free(path);
+			qcow2_chain_pop();
+			return -1;
+		}
+	}
 	if (!fmt && qcow2_probe_format(bs, path, &fmt, errp) < 0) {
 		error_prepend(errp, "Could not open backing file of '%s'", s->name);
 		free(path);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		return -1;
 	}
 	if (strcmp(fmt, "qcow2") && strcmp(fmt, "raw")) {
 		error_setg(errp, "Backing file '%s' of '%s' has unsupported format '%s'",
 			   path, s->name, fmt);
 		free(path);
-		qcow2_open_depth--;
+		qcow2_chain_pop();
 		return -1;
 	}
 	opts = json_pack("{s:s, s:b, s:{s:s, s:s, s:b}}", "driver", fmt, "read-only", 1,
 			 "file", "driver", "file", "filename", path, "read-only", 1);
 	bs->backing = block_node_open_child(opts, true, bs->node_name, errp);
 	json_decref(opts);
-	qcow2_open_depth--;
+	qcow2_chain_pop();
 	if (!bs->backing) {
 		error_prepend(errp, "Could not open backing file '%s' of '%s'", path, s->name);
 		free(path);
@@ -1044,6 +1115,67 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 	free(path);
 	s->has_backing = true;
 	return 0;
+}
+
+static int qcow2_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Check every table pointer of the L1 and refcount tables: aligned, in
+ * the file, off the top-level metadata, and no table used twice (two
+ * refcount table entries sharing a block would let refcount updates of
+ * one range change another, and double-allocate).
+ */
+static int qcow2_check_tables(struct qcow2 *s, struct error **errp)
+{
+	const struct {
+		const char *what;
+		const uint64_t *t;
+		uint64_t n, mask, reserved;
+	} tabs[2] = {
+		{ "L1 table", s->l1, s->l1_size, QCOW2_L1E_OFFSET_MASK, QCOW2_L1E_RESERVED },
+		{ "refcount table", s->rt, s->rt_entries, QCOW2_RTE_OFFSET_MASK,
+		  QCOW2_RTE_RESERVED },
+	};
+	uint64_t *offs = xcalloc(s->l1_size + s->rt_entries + 1, sizeof(uint64_t));
+	size_t n = 0;
+	int ret = 0;
+
+	for (size_t k = 0; k < ARRAY_SIZE(tabs) && ret == 0; k++) {
+		for (uint64_t i = 0; i < tabs[k].n; i++) {
+			uint64_t e = tabs[k].t[i], off = e & tabs[k].mask;
+
+			if (!off && !(e & tabs[k].reserved))
+				continue;
+			if ((e & tabs[k].reserved) || off % s->cluster_size ||
+			    qcow2_overlaps_metadata(s, off, s->cluster_size) ||
+			    off > s->file_len || s->cluster_size > s->file_len - off) {
+				error_setg(errp, "Image '%s' is corrupt: %s entry %" PRIu64
+					   " (0x%" PRIx64 ") is invalid, past the end of the file "
+					   "or points at metadata", s->name, tabs[k].what, i, e);
+				ret = -1;
+				break;
+			}
+			offs[n++] = off;
+		}
+	}
+	if (ret == 0 && n > 1) {
+		qsort(offs, n, sizeof(*offs), qcow2_cmp_u64);
+		for (size_t i = 1; i < n; i++) {
+			if (offs[i] == offs[i - 1]) {
+				error_setg(errp, "Image '%s' is corrupt: the table at offset %"
+					   PRIu64 " is used twice", s->name, offs[i]);
+				ret = -1;
+				break;
+			}
+		}
+	}
+	free(offs);
+	return ret;
 }
 
 /* Read and check the header, the L1 and refcount tables. */
@@ -1136,26 +1268,7 @@ static int qcow2_load(struct qcow2 *s, struct error **errp)
 	if (qcow2_read_table(s, s->l1_offset, s->l1_size, &s->l1, errp) < 0 ||
 	    qcow2_read_table(s, s->rt_offset, s->rt_entries, &s->rt, errp) < 0)
 		return -1;
-	return 0;
-}
-
-/* Clear autoclear bits we do not maintain (bitmaps), as the spec asks of writers. */
-static int qcow2_clear_autoclear(struct qcow2 *s, struct error **errp)
-{
-	uint8_t zero[8] = { 0 };
-	int ret;
-
-	if (!s->writable || s->hdr.version < 3 || !s->hdr.autoclear_features)
-		return 0;
-	ret = block_node_pwrite(s->bs->file, zero, 8, 88);
-	if (ret == 0)
-		ret = block_node_flush(s->bs->file);
-	if (ret < 0) {
-		error_setg_errno(errp, -ret, "Failed to update the header of '%s'", s->name);
-		return -1;
-	}
-	s->hdr.autoclear_features = 0;
-	return 0;
+	return qcow2_check_tables(s, errp);
 }
 
 static void qcow2_free_state(struct qcow2 *s)
@@ -1194,9 +1307,21 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 	if (!bs->file)
 		goto fail;
 	s->name = xstrdup(bs->file->filename ? bs->file->filename : bs->file->node_name);
+	/* As QEMU: guest discards punch holes in the file unless told otherwise. */
+	s->pass_discard = !json_is_false(json_object_get(options, "pass-discard-request"));
+	/*
+	 * Lazy refcounts trade consistency for speed; this driver keeps
+	 * refcounts always consistent, which is what an image opened without
+	 * them gets too.
+	 */
+	if (json_is_true(json_object_get(options, "lazy-refcounts")))
+		log_warnx("qcow2 node '%s': lazy-refcounts ignored, refcounts are kept "
+			  "consistent", bs->node_name);
 	if (qcow2_load(s, errp) < 0 || qcow2_setup_caches(s, options, errp) < 0 ||
-	    qcow2_open_backing(bs, s, options, errp) < 0 || qcow2_clear_autoclear(s, errp) < 0)
+	    qcow2_open_backing(bs, s, options, errp) < 0)
 		goto fail;
+	s->autoclear_pending = s->writable && s->hdr.version >= 3 &&
+			       s->hdr.autoclear_features != 0;
 	if (!bs->filename)
 		bs->filename = xstrdup(s->name);
 	return 0;
@@ -1255,29 +1380,6 @@ static void qcow2_query(struct block_node *bs, json_t *info)
 		json_object_set_new(image, "backing-filename", json_string(s->hdr.backing_file));
 }
 
-/*
- * Permissions on the children, as QEMU's defaults for a format node: the
- * file holds metadata, so a writable qcow2 node writes and grows it even
- * when no user writes, and nobody else may write or resize it under us.
- * The backing chain is only read.
- */
-static void qcow2_child_perm(struct block_node *bs, struct block_node *child,
-			     uint64_t perm, uint64_t shared,
-			     uint64_t *child_perm, uint64_t *child_shared)
-{
-	if (child == bs->file) {
-		*child_perm = perm | BLOCK_PERM_CONSISTENT_READ;
-		if (!bs->read_only)
-			*child_perm |= BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE;
-		*child_shared = shared & ~(uint64_t)(BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE);
-		return;
-	}
-	*child_perm = perm & BLOCK_PERM_CONSISTENT_READ;
-	*child_shared = BLOCK_PERM_CONSISTENT_READ | BLOCK_PERM_WRITE_UNCHANGED;
-	if (shared & BLOCK_PERM_WRITE)
-		*child_shared |= BLOCK_PERM_WRITE | BLOCK_PERM_RESIZE;
-}
-
 const struct block_driver block_driver_qcow2 = {
 	.name = "qcow2",
 	.is_format = true,
@@ -1294,5 +1396,4 @@ const struct block_driver block_driver_qcow2 = {
 	.write_zeroes = qcow2_write_zeroes,
 	.truncate = qcow2_truncate,
 	.block_status = qcow2_block_status,
-	.child_perm = qcow2_child_perm,
 };

@@ -213,6 +213,8 @@ struct qcow2 {
 
 	bool writable;
 	bool has_backing;
+	bool pass_discard;		/* discards punch holes in the file */
+	bool autoclear_pending;		/* clear autoclear bits before writing */
 
 	/* Everything below is protected by lock. */
 	pthread_mutex_t lock;

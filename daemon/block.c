@@ -29,25 +29,13 @@ static unsigned long block_name_counter;
 /* The node whose driver is opening right now, for option inheritance. */
 static struct block_node *block_opening;
 
-/*
- * The qcow2 driver is another module; it is built in when its source is
- * in the tree (so that this file builds before it lands).
- */
-#if defined(__has_include)
-#if __has_include("block-qcow2.c")
-#define BLOCK_HAVE_QCOW2 1
-#endif
-#endif
-
 const struct block_driver *block_driver_find(const char *name)
 {
 	static const struct block_driver *const drivers[] = {
 		&block_driver_file,
 		&block_driver_host_device,
 		&block_driver_raw,
-#ifdef BLOCK_HAVE_QCOW2
 		&block_driver_qcow2,
-#endif
 	};
 
 	if (!name)
@@ -114,9 +102,25 @@ static void node_detach_children(struct block_node *bs)
 }
 
 /* Close a node that nobody uses; its driver drops its children. */
+static void node_register(struct block_node *bs)
+{
+	if (bs->registered)
+		return;
+	TAILQ_INSERT_TAIL(&block_nodes, bs, next);
+	bs->registered = true;
+}
+
+static void node_unregister(struct block_node *bs)
+{
+	if (!bs->registered)
+		return;
+	TAILQ_REMOVE(&block_nodes, bs, next);
+	bs->registered = false;
+}
+
 static void node_close(struct block_node *bs)
 {
-	TAILQ_REMOVE(&block_nodes, bs, next);
+	node_unregister(bs);
 	node_detach_children(bs);
 	bs->drv->close(bs);
 	log_debug("closed block node '%s'", bs->node_name);
@@ -141,6 +145,11 @@ static struct block_node *node_open(json_t *options, const char *name,
 	}
 	if (block_node_find(name)) {
 		error_setg(errp, "Duplicate nodes with node-name='%s'", name);
+		return NULL;
+	}
+	/* QEMU keeps node names in 32 bytes. */
+	if (strlen(name) >= 32) {
+		error_setg(errp, "Node name too long");
 		return NULL;
 	}
 	drv = block_driver_find(drvname);
@@ -182,18 +191,21 @@ static struct block_node *node_open(json_t *options, const char *name,
 	block_opening = bs;
 	ret = drv->open(bs, options, errp);
 	block_opening = prev;
-	if (ret < 0)
+	if (ret < 0) {
+		node_unregister(bs);
 		goto fail;
+	}
 	if (!bs->filename)
 		bs->filename = xstrdup(bs->file && bs->file->filename ?
 				       bs->file->filename : "");
 	/* An inline child may have taken the name meanwhile. */
-	if (block_node_find(name)) {
+	if (!bs->registered && block_node_find(name)) {
 		error_setg(errp, "Duplicate nodes with node-name='%s'", name);
 		bs->drv->close(bs);
 		goto fail;
 	}
 	if (bs->file && block_perm_attach_child(bs, bs->file, "file", errp) < 0) {
+		node_unregister(bs);
 		bs->drv->close(bs);
 		goto fail;
 	}
@@ -201,10 +213,11 @@ static struct block_node *node_open(json_t *options, const char *name,
 	    block_perm_attach_child(bs, bs->backing, "backing", errp) < 0) {
 		if (bs->file)
 			block_perm_detach_child(bs, bs->file);
+		node_unregister(bs);
 		bs->drv->close(bs);
 		goto fail;
 	}
-	TAILQ_INSERT_TAIL(&block_nodes, bs, next);
+	node_register(bs);
 	log_debug("opened block node '%s' (driver %s%s)", bs->node_name, drv->name,
 		  implicit ? ", implicit" : "");
 	return bs;
@@ -261,6 +274,15 @@ struct block_node *block_node_open_child(json_t *ref, bool read_only,
 	json_t *opts;
 	bool generated = false;
 	char *name;
+
+	/*
+	 * QEMU lists a node after its file child and before its backing
+	 * chain: once a parent has its file, it enters the registry before
+	 * any further child is opened.
+	 */
+	if (block_opening && block_opening->file && !block_opening->registered &&
+	    !block_node_find(block_opening->node_name))
+		node_register(block_opening);
 
 	if (json_is_string(ref)) {
 		const char *r = json_string_value(ref);
@@ -362,6 +384,8 @@ void block_close_all(void)
 
 /* ---- query-named-block-nodes ---- */
 
+static json_t *node_info(struct block_node *bs, bool flat);
+
 static json_t *node_image_info(struct block_node *bs, bool flat)
 {
 	json_t *image = json_object();
@@ -377,9 +401,14 @@ static json_t *node_image_info(struct block_node *bs, bool flat)
 	if (bs->backing) {
 		json_object_set_new(image, "backing-filename",
 				    json_string(bs->backing->filename));
-		if (!flat)
-			json_object_set_new(image, "backing-image",
-					    node_image_info(bs->backing, flat));
+		if (!flat) {
+			/* The backing node's own image, with its driver's members. */
+			json_t *binfo = node_info(bs->backing, flat);
+
+			json_object_set(image, "backing-image",
+					json_object_get(binfo, "image"));
+			json_decref(binfo);
+		}
 	}
 	return image;
 }

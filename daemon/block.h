@@ -138,6 +138,7 @@ struct block_node {
 	char *filename;			/* for queries: the image path */
 	bool read_only;
 	bool implicit;			/* created inline by a parent, deleted with it */
+	bool registered;		/* in the registry (main thread) */
 	/* Users: parents and exports.  Protected by the main thread only. */
 	int refcnt;
 	int write_users;		/* users that write (blocks read-only) */
@@ -206,7 +207,17 @@ const char *block_perm_names(uint64_t perm, char *buf, size_t size);
 /* Who uses bs, for "Node 'x' is in use by ...": NULL if nobody. */
 char *block_node_describe_users(struct block_node *bs);
 
-/* I/O (any thread): bounds-checked wrappers around the driver. */
+/*
+ * I/O (any thread): bounds-checked wrappers around the driver, lock-free.
+ * A request that does not lie inside [0, length) (or whose offset + len
+ * overflows) gets -EINVAL without reaching the driver; writes, discards,
+ * zeroing and truncation of a read-only node get -EROFS.  discard is a
+ * successful no-op unless the node was opened with discard=unmap (QEMU's
+ * default "ignore" at the top; inline children default to "unmap"), and
+ * so write_zeroes drops BLOCK_ZERO_MAY_UNMAP on such nodes: to punch a
+ * hole that must read back as zeroes, use write_zeroes(MAY_UNMAP), never
+ * discard.  detect-zeroes turns all-zero pwrites into write_zeroes.
+ */
 int64_t block_node_length(struct block_node *bs);
 int64_t block_node_allocated_size(struct block_node *bs);
 int block_node_pread(struct block_node *bs, void *buf, size_t len, uint64_t offset);

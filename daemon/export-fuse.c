@@ -8,7 +8,9 @@
  *   allow_other when asked).  We then take the session fd and never run
  *   libfuse's loop, as QEMU 10 does, because 3.14 can neither negotiate
  *   FUSE passthrough (7.40) nor let us answer from several threads without
- *   its own locking and copies.  fuse-proto.c owns the wire format.
+ *   its own locking and copies.  fuse-proto.c owns the wire format,
+ *   fuse-ops.c answers the requests; this file sets exports up, runs
+ *   their request threads and tears them down.
  * - Each export has N request threads (num-threads, default = CPUs, at most
  *   8), each on its own /dev/fuse fd cloned with FUSE_DEV_IOC_CLONE (the
  *   kernel matches a reply to the fd its request was read from, so a
@@ -32,17 +34,21 @@
  * - Safe removal counts OPEN/RELEASE.  RELEASE is sent asynchronously
  *   after close() returns, so in_use() waits a short grace period for the
  *   count to drop before it answers "in use".
- * - Passthrough (kernel 6.9+): where the node is a whole regular file and
- *   the export is read-only (block_node_get_passthrough), INIT negotiates
- *   FUSE_PASSTHROUGH, the image is registered with
+ * - Passthrough (kernel 6.9+): where the node is a whole regular file
+ *   (block_node_get_passthrough) and the export is not growable, INIT
+ *   negotiates FUSE_PASSTHROUGH, the image is registered with
  *   FUSE_DEV_IOC_BACKING_OPEN (a read-only fd of its own) and OPEN answers
- *   FOPEN_PASSTHROUGH: reads then never reach us.  Not for writable
- *   exports: a passthrough write past the end would grow the image, which
- *   a fixed-size export must refuse, and nothing in the kernel can bound
- *   it; and once an inode has a passthrough handle, the kernel refuses
- *   any other kind of handle (EIO), so writers cannot be served here
- *   beside passthrough readers.  The kernel takes regular files only as
- *   backing files, so block devices use the userspace path too.
+ *   FOPEN_PASSTHROUGH: reads never reach us.  Writable exports only with
+ *   passthrough: on; their handles that may write get FOPEN_PASSTHROUGH |
+ *   FOPEN_DIRECT_IO: the kernel insists that all handles of a passthrough
+ *   inode are passthrough, but DIRECT_IO sends their reads and writes
+ *   here, because a passthrough write past the end would grow the image
+ *   (nothing in the kernel bounds it) where a fixed-size export must
+ *   refuse it.  What DIRECT_IO does not cover is a shared writable mmap:
+ *   the kernel maps it onto the image itself, and it outlives a hard
+ *   delete; hence "on", not "auto", for writable exports, and no write
+ *   handles at all on read-only passthrough exports.  The kernel takes
+ *   regular files only as backing files: block devices stay here.
  */
 #include "config.h"
 
@@ -51,7 +57,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <linux/falloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -67,72 +72,12 @@
 #include <unistd.h>
 
 #include "export.h"
+#include "fuse-export.h"
 #include "fuse-mountpoint.h"
 #include "fuse-proto.h"
 #include "log.h"
 #include "main-loop.h"
 #include "util.h"
-
-#define FUSE_EXPORT_MAX_IO	(1u << 20)	/* max_read and max_write */
-#define FUSE_EXPORT_PAGE	4096u
-#define FUSE_EXPORT_BUF_SIZE	(FUSE_EXPORT_PAGE + FUSE_EXPORT_MAX_IO)
-#define FUSE_EXPORT_MAX_THREADS	64
-#define FUSE_EXPORT_DEFAULT_THREADS_CAP 8
-#define FUSE_EXPORT_MAX_BACKGROUND 512	/* libfuse's default is 12 */
-#define FUSE_EXPORT_RELEASE_GRACE_MS 250
-#define FUSE_EXPORT_INIT_WAIT_MS 1000
-
-enum fuse_data_path {
-	FUSE_PATH_USERSPACE,
-	FUSE_PATH_PASSTHROUGH,
-};
-
-struct fuse_export;
-
-struct fuse_thread {
-	struct fuse_export *fe;
-	int fd;
-	pthread_t tid;
-	bool started;
-	char *buf;		/* FUSE_EXPORT_BUF_SIZE, page-aligned */
-};
-
-struct fuse_export {
-	struct export common;
-	struct fuse_session *se;
-	char *mountpoint;	/* canonical */
-	bool mounted;		/* listed in fuse_mounts */
-	bool allow_other;
-	bool writethrough;
-	int num_threads;
-	struct fuse_thread *threads;
-	int stop_fd;		/* eventfd: readable once teardown began */
-	atomic_bool stopping;
-	atomic_bool halting;
-	/* What stat() shows; SETATTR changes them. */
-	_Atomic uint32_t st_mode, st_uid, st_gid;
-
-	/* lock: INIT state, passthrough state, open_handles. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;	/* INIT done, a handle released */
-	bool initialized;
-	uint32_t proto_minor;
-	int open_handles;
-
-	/* Serialises size changes (grow on write, truncate, fallocate). */
-	pthread_mutex_t resize_lock;
-
-	/* Passthrough. */
-	bool pt_wanted;		/* eligible and not disabled */
-	bool pt_required;	/* passthrough: on */
-	int pt_fd;		/* backing fd handed to the kernel, or -1 */
-	int32_t backing_id;	/* > 0 once registered */
-	int backing_dev_fd;	/* the fd the id was registered on */
-	enum fuse_data_path data_path;
-	char *data_path_reason;
-
-	LIST_ENTRY(fuse_export) link;	/* in fuse_mounts while mounted */
-};
 
 /* Mounted FUSE exports (main thread): what "ours" means for mountpoints. */
 static LIST_HEAD(, fuse_export) fuse_mounts = LIST_HEAD_INITIALIZER(fuse_mounts);
@@ -168,11 +113,8 @@ static void fuse_export_libfuse_log(enum fuse_log_level level, const char *fmt, 
 	free(msg);
 }
 
-static void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
-				   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
-				   const char *fmt, ...)
+void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
+			    const char *fmt, ...)
 {
 	va_list ap;
 
@@ -181,6 +123,10 @@ static void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path p
 	fe->data_path_reason = xvasprintf(fmt, ap);
 	fe->data_path = path;
 	va_end(ap);
+	/* Passthrough reads never reach us: the statistics must say so. */
+	if (fe->common.stats)
+		export_stats_set_uncounted(fe->common.stats, EXPORT_STATS_READ,
+					   path == FUSE_PATH_PASSTHROUGH);
 }
 
 /* ---- the request threads ---------------------------------------------- */
@@ -205,494 +151,23 @@ static void fuse_export_wake_threads(struct fuse_export *fe)
 
 static void fuse_export_halt(struct fuse_export *fe, const char *why)
 {
-	if (atomic_exchange(&fe->halting, true))
+	bool defer;
+
+	pthread_mutex_lock(&fe->lock);
+	if (fe->halted) {
+		pthread_mutex_unlock(&fe->lock);
 		return;
+	}
+	fe->halted = true;
+	defer = fe->created;
+	if (defer)
+		export_ref(&fe->common);
+	pthread_mutex_unlock(&fe->lock);
 	if (!atomic_load(&fe->stopping))
 		log_warnx("export '%s': %s: stopping the export", fe->common.id, why);
 	fuse_export_wake_threads(fe);
-	export_ref(&fe->common);
-	main_loop_defer(fuse_export_halt_cb, fe);
-}
-
-static int fuse_export_reply_attr(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_export *fe = t->fe;
-	struct block_node *bs = fe->common.node;
-	struct fuse_attr_out out;
-	int64_t len, alloc, blocks;
-	uint64_t now = (uint64_t)time(NULL);
-	size_t outlen = sizeof(out);
-
-	len = block_node_length(bs);
-	if (len < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-len);
-	alloc = block_node_allocated_size(bs);
-	/* As QEMU: without an allocated size, claim the whole length. */
-	blocks = alloc <= 0 ? DIV_ROUND_UP(len, 512) : DIV_ROUND_UP(alloc, 512);
-
-	memset(&out, 0, sizeof(out));
-	out.attr_valid = 1;
-	out.attr.ino = FUSE_ROOT_ID;
-	out.attr.mode = atomic_load(&fe->st_mode);
-	out.attr.nlink = 1;
-	out.attr.uid = atomic_load(&fe->st_uid);
-	out.attr.gid = atomic_load(&fe->st_gid);
-	out.attr.size = (uint64_t)len;
-	out.attr.blocks = (uint64_t)blocks;
-	/* QEMU reports the node's request alignment: 1 without O_DIRECT. */
-	out.attr.blksize = 1;
-	out.attr.atime = out.attr.mtime = out.attr.ctime = now;
-	if (fe->proto_minor < 9)
-		outlen = FUSE_COMPAT_ATTR_OUT_SIZE;
-	return fuse_proto_reply(t->fd, req->unique, &out, outlen);
-}
-
-/* Change the size under resize_lock; grow_only: never shrink. */
-static int fuse_export_resize(struct fuse_export *fe, uint64_t size, bool grow_only)
-{
-	struct block_node *bs = fe->common.node;
-	int64_t len;
-	int ret = 0;
-
-	if (size > INT64_MAX)
-		return -EFBIG;
-	pthread_mutex_lock(&fe->resize_lock);
-	len = block_node_length(bs);
-	if (len < 0)
-		ret = (int)len;
-	else if ((uint64_t)len != size && (!grow_only || (uint64_t)len < size))
-		ret = block_node_truncate(bs, size);
-	pthread_mutex_unlock(&fe->resize_lock);
-	return ret;
-}
-
-static int fuse_op_setattr(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_export *fe = t->fe;
-	struct fuse_setattr_in in;
-	uint32_t to_set, supported;
-	int ret;
-
-	memcpy(&in, req->arg, sizeof(in));
-	/* What libfuse hands QEMU: FH and LOCKOWNER are not attributes. */
-	to_set = in.valid & (FATTR_MODE | FATTR_UID | FATTR_GID | FATTR_SIZE | FATTR_ATIME |
-			     FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW | FATTR_CTIME);
-	supported = FATTR_SIZE | FATTR_MODE;
-	if (fe->allow_other)
-		supported |= FATTR_UID | FATTR_GID;
-	if (to_set & ~supported)
-		return fuse_proto_reply_err(t->fd, req->unique, ENOTSUP);
-
-	if (to_set & FATTR_MODE) {
-		/* Without allow_other, nobody but the owner can get in anyway. */
-		if (!fe->allow_other && (in.mode & (S_IRWXG | S_IRWXO)))
-			return fuse_proto_reply_err(t->fd, req->unique, EPERM);
-		/* +w makes no sense on a read-only export. */
-		if (!fe->common.writable && (in.mode & (S_IWUSR | S_IWGRP | S_IWOTH)))
-			return fuse_proto_reply_err(t->fd, req->unique, EROFS);
-	}
-	if (to_set & FATTR_SIZE) {
-		if (!fe->common.writable)
-			return fuse_proto_reply_err(t->fd, req->unique, EACCES);
-		ret = fuse_export_resize(fe, in.size, false);
-		if (ret < 0)
-			return fuse_proto_reply_err(t->fd, req->unique, -ret);
-	}
-	if (to_set & FATTR_MODE)
-		atomic_store(&fe->st_mode, (in.mode & 07777) | S_IFREG);
-	if (to_set & FATTR_UID)
-		atomic_store(&fe->st_uid, in.uid);
-	if (to_set & FATTR_GID)
-		atomic_store(&fe->st_gid, in.gid);
-	return fuse_export_reply_attr(t, req);
-}
-
-static int fuse_op_open(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_export *fe = t->fe;
-	struct exportd_fuse_open_out out;
-	struct fuse_open_in in;
-	bool wants_write;
-
-	memcpy(&in, req->arg, sizeof(in));
-	wants_write = (in.flags & O_ACCMODE) != O_RDONLY;
-	memset(&out, 0, sizeof(out));
-
-	pthread_mutex_lock(&fe->lock);
-	if (fe->data_path == FUSE_PATH_PASSTHROUGH && fe->backing_id > 0) {
-		if (wants_write) {
-			/*
-			 * Only CAP_DAC_OVERRIDE gets here (a read-only export
-			 * has no w bit).  Every handle of a passthrough inode
-			 * must be passthrough, and ours could not write:
-			 * refuse, as the mode says.
-			 */
-			pthread_mutex_unlock(&fe->lock);
-			return fuse_proto_reply_err(t->fd, req->unique, EACCES);
-		}
-		out.open_flags = FOPEN_PASSTHROUGH;
-		out.backing_id = fe->backing_id;
-	}
-	fe->open_handles++;
-	pthread_mutex_unlock(&fe->lock);
-	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
-}
-
-static int fuse_op_release(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_export *fe = t->fe;
-
-	pthread_mutex_lock(&fe->lock);
-	if (fe->open_handles > 0)
-		fe->open_handles--;
-	pthread_cond_broadcast(&fe->cond);
-	pthread_mutex_unlock(&fe->lock);
-	return fuse_proto_reply_err(t->fd, req->unique, 0);
-}
-
-static int fuse_op_read(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_export *fe = t->fe;
-	struct fuse_read_in in;
-	char *data = t->buf + FUSE_EXPORT_PAGE;
-	int64_t len;
-	uint32_t size;
-	int ret;
-
-	memcpy(&in, req->arg, sizeof(in));
-	if (in.size > FUSE_EXPORT_MAX_IO)
-		return fuse_proto_reply_err(t->fd, req->unique, EINVAL);
-	len = block_node_length(fe->common.node);
-	if (len < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-len);
-	/* Clients expect short reads at EOF. */
-	if (in.offset >= (uint64_t)len)
-		size = 0;
-	else
-		size = (uint32_t)MIN((uint64_t)in.size, (uint64_t)len - in.offset);
-	if (size) {
-		ret = block_node_pread(fe->common.node, data, size, in.offset);
-		if (ret < 0)
-			return fuse_proto_reply_err(t->fd, req->unique, -ret);
-	}
-	return fuse_proto_reply(t->fd, req->unique, data, size);
-}
-
-static int fuse_op_write(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_export *fe = t->fe;
-	struct block_node *bs = fe->common.node;
-	struct fuse_write_out out;
-	struct fuse_write_in in;
-	uint64_t size;
-	int64_t len;
-	int ret;
-
-	memcpy(&in, req->arg, sizeof(in));
-	if (!fe->common.writable)
-		return fuse_proto_reply_err(t->fd, req->unique, EACCES);
-	size = in.size;
-	if (size > FUSE_EXPORT_MAX_IO || in.offset > (uint64_t)INT64_MAX - size)
-		return fuse_proto_reply_err(t->fd, req->unique, EINVAL);
-	len = block_node_length(bs);
-	if (len < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-len);
-	if (in.offset + size > (uint64_t)len) {
-		if (fe->common.growable) {
-			ret = fuse_export_resize(fe, in.offset + size, true);
-			if (ret < 0)
-				return fuse_proto_reply_err(t->fd, req->unique, -ret);
-		} else if (in.offset >= (uint64_t)len) {
-			/* qsd 7.2 answers a write at or past EOF with EIO. */
-			return fuse_proto_reply_err(t->fd, req->unique, EIO);
-		} else {
-			/* A short write up to EOF. */
-			size = (uint64_t)len - in.offset;
-		}
-	}
-	if (size) {
-		ret = block_node_pwrite(bs, req->data, size, in.offset);
-		if (ret == 0 && fe->writethrough)
-			ret = block_node_flush(bs);
-		if (ret < 0)
-			return fuse_proto_reply_err(t->fd, req->unique, -ret);
-	}
-	memset(&out, 0, sizeof(out));
-	out.size = (uint32_t)size;
-	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
-}
-
-static int fuse_export_fallocate(struct fuse_export *fe, uint64_t offset, uint64_t length,
-				 uint32_t mode)
-{
-	struct block_node *bs = fe->common.node;
-	int64_t len;
-	int ret;
-
-	if (!fe->common.writable)
-		return -EACCES;
-	if (offset > (uint64_t)INT64_MAX || length > (uint64_t)INT64_MAX - offset)
-		return -EFBIG;
-	len = block_node_length(bs);
-	if (len < 0)
-		return (int)len;
-	if (mode & FALLOC_FL_KEEP_SIZE) {
-		if (offset >= (uint64_t)len)
-			length = 0;
-		else
-			length = MIN(length, (uint64_t)len - offset);
-	}
-
-	if (mode == 0) {
-		/* Only growing at EOF can be done (by truncating). */
-		if (offset < (uint64_t)len)
-			return -EOPNOTSUPP;
-		ret = fuse_export_resize(fe, offset + length, true);
-		if (ret < 0 || length == 0)
-			return ret;
-		/* Allocate the new range, as QEMU's PREALLOC_MODE_FALLOC. */
-		return block_node_write_zeroes(bs, offset, length, 0);
-	}
-	if (mode & FALLOC_FL_PUNCH_HOLE) {
-		if (!(mode & FALLOC_FL_KEEP_SIZE))
-			return -EINVAL;
-		/*
-		 * Unlike qsd 7.2 (QEMU #1507), the range must read back as
-		 * zeroes afterwards: write_zeroes guarantees that.
-		 */
-		if (length == 0)
-			return 0;
-		ret = block_node_write_zeroes(bs, offset, length, BLOCK_ZERO_MAY_UNMAP);
-		return ret == -ENOTSUP ? -EOPNOTSUPP : ret;
-	}
-	if (mode & FALLOC_FL_ZERO_RANGE) {
-		if (!(mode & FALLOC_FL_KEEP_SIZE) && offset + length > (uint64_t)len) {
-			ret = fuse_export_resize(fe, offset + length, true);
-			if (ret < 0)
-				return ret;
-		}
-		if (length == 0)
-			return 0;
-		ret = block_node_write_zeroes(bs, offset, length, 0);
-		return ret == -ENOTSUP ? -EOPNOTSUPP : ret;
-	}
-	return -EOPNOTSUPP;
-}
-
-static int fuse_op_fallocate(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_fallocate_in in;
-	int ret;
-
-	memcpy(&in, req->arg, sizeof(in));
-	ret = fuse_export_fallocate(t->fe, in.offset, in.length, in.mode);
-	if (ret == 0 && t->fe->writethrough)
-		ret = block_node_flush(t->fe->common.node);
-	return fuse_proto_reply_err(t->fd, req->unique, ret < 0 ? -ret : 0);
-}
-
-/* SEEK_DATA/SEEK_HOLE from block status, with qsd's EOF semantics. */
-static int64_t fuse_export_lseek(struct fuse_export *fe, uint64_t offset, uint32_t whence)
-{
-	struct block_node *bs = fe->common.node;
-
-	if (whence != SEEK_DATA && whence != SEEK_HOLE)
-		return -EINVAL;
-	for (;;) {
-		int64_t len = block_node_length(bs);
-		uint64_t pnum = 0;
-		int ret;
-
-		if (len < 0)
-			return len;
-		if (offset >= (uint64_t)len) {
-			/* A hole at EOF; nothing (ENXIO) beyond it. */
-			if (offset > (uint64_t)len || whence == SEEK_DATA)
-				return -ENXIO;
-			return (int64_t)offset;
-		}
-		ret = block_node_block_status(bs, offset, (uint64_t)len - offset, &pnum);
-		if (ret < 0)
-			return ret;
-		if (ret & BLOCK_STATUS_DATA) {
-			if (whence == SEEK_DATA)
-				return (int64_t)offset;
-		} else if (whence == SEEK_HOLE) {
-			return (int64_t)offset;
-		}
-		if (pnum == 0)
-			return -ENXIO;	/* a driver that makes no progress */
-		offset += pnum;
-	}
-}
-
-static int fuse_op_lseek(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_lseek_in in;
-	struct fuse_lseek_out out;
-	int64_t ret;
-
-	memcpy(&in, req->arg, sizeof(in));
-	ret = fuse_export_lseek(t->fe, in.offset, in.whence);
-	if (ret < 0)
-		return fuse_proto_reply_err(t->fd, req->unique, (int)-ret);
-	memset(&out, 0, sizeof(out));
-	out.offset = (uint64_t)ret;
-	return fuse_proto_reply(t->fd, req->unique, &out, sizeof(out));
-}
-
-static int fuse_op_statfs(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_statfs_out out;
-	size_t outlen = sizeof(out);
-
-	/* What libfuse answers for a file system without statfs (as qsd). */
-	memset(&out, 0, sizeof(out));
-	out.st.bsize = 512;
-	out.st.namelen = 255;
-	if (t->fe->proto_minor < 4)
-		outlen = FUSE_COMPAT_STATFS_SIZE;
-	return fuse_proto_reply(t->fd, req->unique, &out, outlen);
-}
-
-/* Register the backing file with the kernel (after INIT agreed to it). */
-static void fuse_export_backing_open(struct fuse_thread *t)
-{
-	struct fuse_export *fe = t->fe;
-	struct exportd_fuse_backing_map map;
-	int id;
-
-	memset(&map, 0, sizeof(map));
-	map.fd = fe->pt_fd;
-	id = ioctl(t->fd, EXPORTD_FUSE_DEV_IOC_BACKING_OPEN, &map);
-	if (id <= 0) {
-		int err = id < 0 ? errno : EINVAL;
-
-		fuse_export_set_reason(fe, FUSE_PATH_USERSPACE,
-				       "the kernel refused the backing file "
-				       "(FUSE_DEV_IOC_BACKING_OPEN: %s)", strerror(err));
-		log_warnx("export '%s': passthrough unavailable: %s", fe->common.id,
-			  fe->data_path_reason);
-		return;
-	}
-	fe->backing_id = id;
-	fe->backing_dev_fd = t->fd;
-	fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
-			       "the kernel serves reads from the image directly");
-}
-
-static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
-{
-	struct fuse_export *fe = t->fe;
-	struct fuse_init_params p = {
-		.max_write = FUSE_EXPORT_MAX_IO,
-		.max_pages = FUSE_EXPORT_MAX_IO / FUSE_EXPORT_PAGE,
-		.max_background = FUSE_EXPORT_MAX_BACKGROUND,
-	};
-	struct exportd_fuse_init_out out;
-	struct fuse_init_result res;
-	int len, ret;
-
-	pthread_mutex_lock(&fe->lock);
-	p.want_passthrough = fe->pt_wanted;
-	len = fuse_proto_init(req, &p, &out, &res);
-	if (len < 0) {
-		pthread_mutex_unlock(&fe->lock);
-		fuse_proto_reply_err(t->fd, req->unique, EPROTO);
-		return -EPROTO;
-	}
-	fe->proto_minor = res.minor;
-	ret = fuse_proto_reply(t->fd, req->unique, &out, (size_t)len);
-	/*
-	 * The kernel took the reply during write(), so it knows about
-	 * passthrough now.  Other threads may already have an OPEN; they
-	 * wait on lock for the outcome.
-	 */
-	if (ret == 0 && !res.retry) {
-		if (fe->pt_wanted) {
-			if (res.passthrough)
-				fuse_export_backing_open(t);
-			else
-				fuse_export_set_reason(fe, FUSE_PATH_USERSPACE,
-						       "the kernel did not offer FUSE_PASSTHROUGH "
-						       "(needs Linux 6.9+)");
-		}
-		fe->initialized = true;
-		pthread_cond_broadcast(&fe->cond);
-	}
-	pthread_mutex_unlock(&fe->lock);
-	return 0;
-}
-
-/* Handle one request; < 0 means the channel cannot be trusted any more. */
-static int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
-{
-	struct fuse_export *fe = t->fe;
-	struct fuse_request req;
-	const char *why;
-	char opbuf[16];
-	int ret;
-
-	if (fuse_proto_parse(buf, n, &req, &why) < 0) {
-		log_warnx("export '%s': malformed FUSE request: %s", fe->common.id, why);
-		return -EPROTO;
-	}
-	switch (req.opcode) {
-	case FUSE_INIT:
-		return fuse_op_init(t, &req);
-	case FUSE_FORGET:
-	case FUSE_BATCH_FORGET:
-	case FUSE_INTERRUPT:	/* requests are short; let them finish */
-		return 0;
-	case FUSE_LOOKUP:	/* the root is the only node */
-		ret = fuse_proto_reply_err(t->fd, req.unique, ENOENT);
-		break;
-	case FUSE_GETATTR:
-		ret = fuse_export_reply_attr(t, &req);
-		break;
-	case FUSE_SETATTR:
-		ret = fuse_op_setattr(t, &req);
-		break;
-	case FUSE_OPEN:
-		ret = fuse_op_open(t, &req);
-		break;
-	case FUSE_RELEASE:
-		ret = fuse_op_release(t, &req);
-		break;
-	case FUSE_READ:
-		ret = fuse_op_read(t, &req);
-		break;
-	case FUSE_WRITE:
-		ret = fuse_op_write(t, &req);
-		break;
-	case FUSE_FALLOCATE:
-		ret = fuse_op_fallocate(t, &req);
-		break;
-	case FUSE_FLUSH:	/* close(): qsd flushes there too */
-	case FUSE_FSYNC:
-		ret = block_node_flush(fe->common.node);
-		ret = fuse_proto_reply_err(t->fd, req.unique, ret < 0 ? -ret : 0);
-		break;
-	case FUSE_LSEEK:
-		ret = fuse_op_lseek(t, &req);
-		break;
-	case FUSE_STATFS:
-		ret = fuse_op_statfs(t, &req);
-		break;
-	case FUSE_DESTROY:
-		ret = fuse_proto_reply_err(t->fd, req.unique, 0);
-		break;
-	default:
-		log_debug("export '%s': %s not implemented", fe->common.id,
-			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)));
-		ret = fuse_proto_reply_err(t->fd, req.unique, ENOSYS);
-		break;
-	}
-	/* ENOENT: the request was interrupted and is gone; not our problem. */
-	if (ret < 0 && ret != -ENOENT && !atomic_load(&fe->stopping))
-		log_debug("export '%s': cannot reply to %s: %s", fe->common.id,
-			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)), strerror(-ret));
-	return 0;
+	if (defer)
+		main_loop_defer(fuse_export_halt_cb, fe);
 }
 
 /* Wait for a request or for teardown; false when the thread must leave. */
@@ -828,14 +303,16 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 		why = "the node starts at an offset into its file";
 	} else if (fstat(pt.fd, &st) < 0) {
 		why = "cannot stat the image";
-	} else if (fe->common.writable) {
-		why = "the export is writable (a passthrough write past the end would "
-		      "grow the image, which a fixed-size export must refuse)";
 	} else if (S_ISBLK(st.st_mode)) {
 		why = "the image is a block device (the kernel passes through regular "
 		      "files only)";
 	} else if (!S_ISREG(st.st_mode)) {
 		why = "the image is not a regular file";
+	} else if (fe->common.writable && !fe->pt_required) {
+		why = "the export is writable: passthrough of its readers needs "
+		      "'passthrough': 'on' (writes are served here either way, but the "
+		      "kernel maps shared writable mmaps straight onto the image, even "
+		      "after a hard delete)";
 	}
 	if (why) {
 		if (fe->pt_required) {
@@ -928,6 +405,8 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	fe->mountpoint = NULL;
 	free(fe->data_path_reason);
 	fe->data_path_reason = NULL;
+	export_stats_free(fe->common.stats);
+	fe->common.stats = NULL;
 }
 
 static int fuse_export_default_threads(void)
@@ -943,8 +422,13 @@ static int fuse_export_start_threads(struct fuse_export *fe, struct error **errp
 {
 	sigset_t all, old;
 	int session_fd = fuse_session_fd(fe->se);
+	void *p;
 
-	fe->threads = xcalloc((size_t)fe->num_threads, sizeof(*fe->threads));
+	/* Aligned: each thread writes its own entry for every request. */
+	if (posix_memalign(&p, 64, (size_t)fe->num_threads * sizeof(*fe->threads)))
+		fatalx("out of memory");
+	memset(p, 0, (size_t)fe->num_threads * sizeof(*fe->threads));
+	fe->threads = p;
 	for (int i = 0; i < fe->num_threads; i++) {
 		struct fuse_thread *t = &fe->threads[i];
 
@@ -1000,6 +484,20 @@ static void fuse_export_wait_init(struct fuse_export *fe)
 	pthread_mutex_unlock(&fe->lock);
 }
 
+/* Whether the kernel serves FUSE over io_uring (Linux 6.14+, opt-in). */
+static bool fuse_kernel_uring_enabled(void)
+{
+	char c = 'N';
+	FILE *f = fopen("/sys/module/fuse/parameters/enable_uring", "re");
+
+	if (!f)
+		return false;
+	if (fread(&c, 1, 1, f) != 1)
+		c = 'N';
+	fclose(f);
+	return c == 'Y' || c == '1';
+}
+
 static int fuse_export_create(struct export *exp, json_t *options, struct error **errp)
 {
 	static bool log_hooked;
@@ -1028,8 +526,13 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 		goto fail;
 	}
 	if (json_is_true(json_object_get(options, "io-uring"))) {
-		error_setg(errp, "FUSE-over-io_uring is not implemented by this exportd "
-			   "('io-uring': true); leave it out to use request threads");
+		if (!fuse_kernel_uring_enabled())
+			error_setg(errp, "FUSE-over-io_uring is disabled in this kernel (fuse "
+				   "module parameter enable_uring is off); leave 'io-uring' "
+				   "out to use request threads");
+		else
+			error_setg(errp, "FUSE-over-io_uring is not implemented by this "
+				   "exportd yet; leave 'io-uring' out to use request threads");
 		goto fail;
 	}
 	if (num_threads) {
@@ -1044,6 +547,7 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	} else {
 		fe->num_threads = fuse_export_default_threads();
 	}
+	exp->stats = export_stats_new(fe->num_threads);
 	if (iothread)
 		log_info("export '%s': iothread '%s' ignored: exportd serves each FUSE export "
 			 "on its own request threads (num-threads)", exp->id,
@@ -1095,6 +599,15 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	if (fuse_export_start_threads(fe, errp) < 0)
 		goto fail_unmount;
 	fuse_export_wait_init(fe);
+	pthread_mutex_lock(&fe->lock);
+	if (fe->halted) {
+		pthread_mutex_unlock(&fe->lock);
+		error_setg(errp, "The FUSE session of export '%s' failed right after mounting",
+			   exp->id);
+		goto fail_unmount;
+	}
+	fe->created = true;
+	pthread_mutex_unlock(&fe->lock);
 	log_info("export '%s' mounted on '%s' (%d threads, allow_other %s, %s: %s)",
 		 exp->id, fe->mountpoint, fe->num_threads, fe->allow_other ? "on" : "off",
 		 fe->data_path == FUSE_PATH_PASSTHROUGH ? "passthrough" : "userspace",
@@ -1102,8 +615,8 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	return 0;
 
 fail_unmount:
-	/* Threads must not ask the main loop to shut down an export that never was. */
-	atomic_store(&fe->halting, true);
+	/* Not created: threads that give up now only stop. */
+	atomic_store(&fe->stopping, true);
 	fuse_export_unmount(fe);
 	if (fe->stop_fd >= 0)
 		fuse_export_wake_threads(fe);
@@ -1166,6 +679,7 @@ static void fuse_export_query(struct export *exp, json_t *info)
 			    json_string(fe->data_path_reason ? fe->data_path_reason : ""));
 	json_object_set_new(info, "x-open-handles", json_integer(fe->open_handles));
 	pthread_mutex_unlock(&fe->lock);
+	json_object_set_new(info, "x-stats", fuse_export_stats(fe));
 }
 
 const struct export_driver export_driver_fuse = {

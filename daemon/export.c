@@ -53,6 +53,11 @@ struct export *export_find(const char *id)
 	return NULL;
 }
 
+struct export *export_next(struct export *prev)
+{
+	return prev ? TAILQ_NEXT(prev, next) : TAILQ_FIRST(&exports);
+}
+
 int export_count(void)
 {
 	return export_live;

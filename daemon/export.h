@@ -21,6 +21,7 @@
 
 #include "block.h"
 #include "error.h"
+#include "export-stats.h"
 
 struct export;
 
@@ -46,6 +47,11 @@ struct export {
 	bool writable;
 	bool growable;
 	bool shutting_down;
+	/*
+	 * Made by the driver's create() with one slot per request thread,
+	 * freed by its delete(); NULL if the driver keeps none.
+	 */
+	struct export_stats *stats;
 	atomic_int refcnt;
 	TAILQ_ENTRY(export) next;
 };
@@ -55,6 +61,8 @@ int export_add(json_t *options, struct error **errp);
 /* block-export-del: hard=false refuses while in use. */
 int export_del(const char *id, bool hard, struct error **errp);
 struct export *export_find(const char *id);
+/* The export after prev (the first if prev is NULL), in the order added. */
+struct export *export_next(struct export *prev);
 /* query-block-exports: array of BlockExportInfo. */
 json_t *export_query_all(void);
 /* Any thread. */

@@ -418,8 +418,15 @@ int main(int argc, char **argv)
 		if (write(ready_fd, &status, 1) < 0)
 			log_warn("cannot report start-up failure to the parent");
 	}
-	for (int i = 0; i < 3; i++)
+	/*
+	 * We are on our way out: a late SIGTERM (say, after `quit`) must not
+	 * kill us between freeing the signal events and exit(), which would
+	 * turn a clean shutdown into death by signal.
+	 */
+	for (int i = 0; i < 3; i++) {
+		signal(signums[i], SIG_IGN);
 		event_free(sigs[i]);
+	}
 	if (pidfile_written) {
 		unlink(pidfile_written);
 		free(pidfile_written);

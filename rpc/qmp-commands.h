@@ -47,5 +47,10 @@ int qmp_block_export_del(struct qmp_session *s, json_t *args, json_t **ret,
 			 struct error **errp);
 int qmp_query_block_exports(struct qmp_session *s, json_t *args, json_t **ret,
 			    struct error **errp);
+/* stats.c */
+int qmp_query_blockstats(struct qmp_session *s, json_t *args, json_t **ret,
+			 struct error **errp);
+int qmp_x_query_export_stats(struct qmp_session *s, json_t *args, json_t **ret,
+			     struct error **errp);
 
 #endif

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -290,7 +289,8 @@ static int parse_size(const char *str, int64_t *out)
 	case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
 	default: return -1;
 	}
-	if (*end || val * mult >= 9.2e18 || (mult == 1 && val != floor(val)))
+	/* Fractions only with a suffix ("1.5G"); plain byte counts are whole. */
+	if (*end || val * mult >= 9.2e18 || (mult == 1 && val != (double)(int64_t)val))
 		return -1;
 	*out = (int64_t)(val * mult);
 	return 0;

@@ -187,6 +187,13 @@ def same_requests(img, tmp_path):
         ("blockdev-add", {"driver": "file", "filename": f}),
         ("blockdev-add", {"driver": "file", "filename": f, "node-name": "1x"}),
         ("blockdev-add", {"driver": "file", "filename": f, "node-name": "a b"}),
+        ("blockdev-add", {"driver": "file", "filename": f, "node-name": "b" * 32}),
+        ("blockdev-add", {"driver": "file", "filename": f, "node-name": "c" * 31}),
+        ("blockdev-del", {"node-name": "c" * 31}),
+        ("blockdev-add", {"driver": "raw", "node-name": "r", "file": {
+            "driver": "file", "filename": f, "node-name": "#x"}}),
+        ("blockdev-add", {"driver": "raw", "node-name": "r", "file": {
+            "driver": "file", "filename": f, "node-name": "r"}}),
         ("blockdev-add", {"driver": "file", "filename": str(tmp_path / "no"),
                           "node-name": "f0"}),
         ("blockdev-add", {"driver": "file", "filename": str(tmp_path), "node-name": "d"}),
@@ -394,3 +401,118 @@ def test_aio_native_needs_direct(qmp, img):
     assert add_error(qmp, driver="file", filename=str(img), aio="native",
                      **{"node-name": "n"}) == \
         "aio=native was specified, but it requires cache.direct=on, which was not specified."
+
+
+def test_query_order_with_a_backing_chain_matches_qsd(qmp, qsd, tmp_path):
+    """QEMU lists a node after its file and before its backing chain."""
+    need("qemu-img", QEMU_IMG)
+    base, top = tmp_path / "base.qcow2", tmp_path / "top.qcow2"
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(base), "1M"], check=True)
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2",
+                    str(top)], check=True)
+    shapes = []
+    for c in (qmp, qsd):
+        try:
+            c.cmd("blockdev-add", driver="qcow2", **{"node-name": "t", "read-only": True},
+                  file={"driver": "file", "filename": str(top)})
+        except QMPError as e:
+            pytest.skip(f"no qcow2 driver in this build: {e.desc}")
+        shapes.append([(n["drv"], n["ro"], n["file"], n["node-name"] == "t",
+                        n["backing_file_depth"])
+                       for n in c.cmd("query-named-block-nodes")])
+    assert shapes[0] == shapes[1]
+
+
+def test_full_backing_filesystem_gives_enospc(qmp, daemon, tmp_path, mnt):
+    """A file on a full tmpfs: the writer gets ENOSPC, the daemon stays up."""
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "exportd-test", str(fs)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        img = fs / "sparse.img"
+        with open(img, "wb") as f:
+            f.truncate(8 * MiB)
+        add_file(qmp, "f", img)
+        export_fuse(qmp, "f", mnt, True)
+        err = None
+        fd = os.open(mnt, os.O_WRONLY)
+        try:
+            chunk = b"\x5a" * MiB
+            for i in range(8):
+                os.pwrite(fd, chunk, i * MiB)
+            os.fsync(fd)
+        except OSError as e:
+            err = e
+        finally:
+            try:
+                os.close(fd)
+            except OSError as e:
+                err = err or e
+        assert err is not None and err.errno in (28, 5), err   # ENOSPC (or EIO)
+        assert "f" in nodes(qmp)
+        unexport(qmp, "f")
+        qmp.cmd("blockdev-del", **{"node-name": "f"})
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], capture_output=True)
+
+
+# ---- image locks against qemu-storage-daemon ----
+
+@pytest.fixture
+def qsd_exporting(qsd, tmp_path):
+    """qsd plus cleanup of any FUSE export it made under tmp_path."""
+    from harness import unmount_all_under
+    made = []
+    yield qsd, made
+    for eid in made:
+        try:
+            qsd.cmd("block-export-del", id=eid)
+        except QMPError:
+            pass
+    time.sleep(0.2)
+    unmount_all_under(str(tmp_path))
+
+
+def test_qsd_writable_export_refuses_our_writer(qmp, qsd_exporting, img, mnt, tmp_path):
+    qsd, made = qsd_exporting
+    qmnt = tmp_path / "qsd.raw"
+    qmnt.touch()
+    qsd.cmd("blockdev-add", driver="file", filename=str(img), **{"node-name": "q"})
+    qsd.cmd("block-export-add", type="fuse", id="qe", mountpoint=str(qmnt), writable=True,
+            **{"node-name": "q"})
+    made.append("qe")
+    add_file(qmp, "f", img)
+    with pytest.raises(QMPError) as e:
+        export_fuse(qmp, "f", mnt, True)
+    assert 'Failed to get shared "write" lock' in e.value.desc
+
+
+def test_our_writable_export_refuses_qsd_writer(qmp, qsd_exporting, img, mnt, tmp_path):
+    qsd, made = qsd_exporting
+    add_file(qmp, "f", img)
+    export_fuse(qmp, "f", mnt, True)
+    qmnt = tmp_path / "qsd.raw"
+    qmnt.touch()
+    qsd.cmd("blockdev-add", driver="file", filename=str(img), **{"node-name": "q"})
+    with pytest.raises(QMPError) as e:
+        qsd.cmd("block-export-add", type="fuse", id="qe", mountpoint=str(qmnt),
+                writable=True, **{"node-name": "q"})
+    assert e.value.desc == 'Failed to get "write" lock'
+    unexport(qmp, "f")
+
+
+def test_qsd_qcow2_node_keeps_our_writer_out(qmp, qsd, mnt, tmp_path):
+    need("qemu-img", QEMU_IMG)
+    q = tmp_path / "q.qcow2"
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(q), "1M"], check=True)
+    qsd.cmd("blockdev-add", driver="qcow2", **{"node-name": "q"},
+            file={"driver": "file", "filename": str(q)})
+    add_file(qmp, "f", q)
+    with pytest.raises(QMPError) as e:
+        export_fuse(qmp, "f", mnt, True)
+    assert 'Failed to get "write" lock' in e.value.desc
+    # Reading is shared, as qsd itself allows it.
+    export_fuse(qmp, "f", mnt, False)
+    unexport(qmp, "f")

@@ -89,7 +89,7 @@ def test_unknown_command_is_a_usage_error(daemon):
 def test_ambiguous_prefix_names_the_candidates(daemon):
     r = exportctl(daemon, "s")
     assert r.returncode == 2
-    assert "ambiguous command: s (schema, shell)" in r.stderr
+    assert "ambiguous command: s (stats, schema, shell)" in r.stderr
 
 
 def test_unique_prefix_runs_the_command(daemon):
@@ -429,6 +429,7 @@ def test_del_safe_refuses_open_file_and_hard_forces(daemon, qmp, fuse, tmp_path,
     try:
         r = exportctl(daemon, "del", "busy")
         assert r.returncode == 1, "safe mode must refuse while the file is open"
+        assert r.stderr.startswith("exportctl: ")
         assert [e["id"] for e in qmp.cmd("query-block-exports")] == ["busy"]
         r = ok(daemon, "del", "--hard", "busy")
         assert "deleted export busy" in r.stdout
@@ -656,3 +657,20 @@ def test_shell_prints_events_while_idle(daemon, qmp, fuse, tmp_path, raw_image):
             os.waitpid(sh.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def test_list_shows_writable_growable_allow_other(daemon, fuse, tmp_path, raw_image):
+    ok(daemon, "-q", "add", "--mountpoint", str(tmp_path / "g.raw"), "--image", raw_image,
+       "--writable", "--growable", "--allow-other", "off")
+    row = ok(daemon, "list").stdout.splitlines()[1].split()
+    assert row[0] == "g"
+    assert row[-3:] == ["yes", "yes", "no"]
+    (e,) = json.loads(ok(daemon, "--json", "list").stdout)
+    assert (e.get("x-writable"), e.get("x-growable"), e.get("x-allow-other")) == \
+        (True, True, False)
+    # growable really grows: a write past the end extends the image.
+    with open(tmp_path / "g.raw", "r+b") as f:
+        f.seek(4 * MiB)
+        f.write(b"tail")
+    assert os.path.getsize(raw_image) >= 4 * MiB + 4
+    ok(daemon, "del", "g")

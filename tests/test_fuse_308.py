@@ -1,10 +1,12 @@
 """Port of QEMU iotest 308 (FUSE exports) against exportd: real daemon,
 real mounts, one behaviour per test.
 
-Every test runs twice: with `passthrough: off` (requests answered in
-userspace) and `passthrough: auto` (the kernel serves the I/O itself where
-that is exactly right: read-only exports of whole files here), since the
-semantics must not depend on the data path.
+Every test runs three times: with `passthrough: off` (requests answered in
+userspace), `auto` (the kernel serves reads itself where that is exactly
+right: read-only exports of whole files) and `on` (also writable exports of
+whole files: readers passed through, writers served in userspace), since
+the semantics must not depend on the data path.  Where `on` cannot apply
+(growable exports, qcow2) those tests use `auto`.
 """
 
 import errno
@@ -22,9 +24,14 @@ from fusetest import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, QMPError, add_e
 MiB = 1 << 20
 
 
-@pytest.fixture(params=["off", "auto"], ids=["pt-off", "pt-auto"])
+@pytest.fixture(params=["off", "auto", "on"], ids=["pt-off", "pt-auto", "pt-on"])
 def pt(request):
     return request.param
+
+
+def pt_possible(pt):
+    """`on` where passthrough cannot apply: let the export choose."""
+    return "auto" if pt == "on" else pt
 
 
 @pytest.fixture
@@ -220,7 +227,7 @@ def test_fallocate_at_eof_grows(qmp, node, img, mp, pt):
 def test_growable_export_grows_and_shrinks(qmp, node, img, mp, pt):
     try:
         add_export(qmp, "export-mp", node, mp, writable=True, growable=True,
-                   passthrough=pt)
+                   passthrough=pt_possible(pt))
         size = os.stat(mp).st_size
         subprocess.run(["dd", "if=/dev/zero", "of=%s" % mp, "bs=1", "count=65536",
                         "seek=%d" % size, "conv=notrunc", "status=none"], check=True)
@@ -336,3 +343,44 @@ def test_quit_unmounts(daemon, qmp, node, mp, pt):
         if mounted(mp):
             subprocess.run(["umount", "-l", str(mp)], check=False)
             pytest.fail("quit left %s mounted" % mp)
+
+
+def test_qcow2_export(qmp, tmp_path, mp, pt):
+    """308 runs with a format node too: a qcow2 image appears raw, compares
+    identical, takes writes, and stays consistent."""
+    src = random_image(tmp_path / "src.raw", 16 * MiB)
+    img = tmp_path / "t.qcow2"
+    subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(src), str(img)], check=True)
+    add_file_node(qmp, "node-protocol", img)
+    try:
+        qmp.cmd("blockdev-add", driver="qcow2", file="node-protocol",
+                **{"node-name": "node-format"})
+    except QMPError as e:
+        pytest.skip("this build has no qcow2 driver (%s)" % e.desc)
+    pattern = bytes([42]) * 65536
+    try:
+        add_export(qmp, "export-mp", "node-format", mp, writable=True,
+                   passthrough=pt_possible(pt))
+        info = export_info(qmp, "export-mp")
+        assert info["x-data-path"] == "userspace"
+        assert os.stat(mp).st_size == 16 * MiB
+        r = subprocess.run(["qemu-img", "compare", "-U", "-f", "raw", "-F", "qcow2", str(mp),
+                            str(img)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        fd = os.open(mp, os.O_WRONLY)
+        try:
+            assert os.pwrite(fd, pattern, MiB) == 65536
+        finally:
+            os.close(fd)
+        del_export(qmp, "export-mp")
+    finally:
+        export_cleanup(qmp, mp)
+    qmp.cmd("blockdev-del", **{"node-name": "node-format"})
+    qmp.cmd("blockdev-del", **{"node-name": "node-protocol"})
+    r = subprocess.run(["qemu-img", "check", str(img)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "out.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(img), str(out)], check=True)
+    want = bytearray(src.read_bytes())
+    want[MiB:MiB + 65536] = pattern
+    assert out.read_bytes() == bytes(want)

@@ -246,3 +246,65 @@ def test_many_exports_one_node(qmp, node, img, tmp_path):
         assert not any(mounted(p) for p in mps)
     finally:
         export_cleanup(qmp, *mps)
+
+
+def test_iothread_accepted_and_ignored(qmp, node, mp, daemon):
+    """qsd command lines name iothreads; exportd serves each export on its
+    own request threads, so it accepts them, says so, and ignores them."""
+    try:
+        add_export(qmp, "e", node, mp, iothread="iothread0", fixed_iothread=True)
+        assert mounted(mp)
+        assert "iothread 'iothread0' ignored" in daemon.log()
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_writethrough(qmp, node, img, mp):
+    data = os.urandom(8192)
+    try:
+        add_export(qmp, "e", node, mp, writable=True, writethrough=True)
+        fd = os.open(mp, os.O_WRONLY)
+        try:
+            assert os.pwrite(fd, data, 4096) == 8192
+        finally:
+            os.close(fd)
+        # Flushed after the write: visible in the image right away.
+        with open(img, "rb") as f:
+            f.seek(4096)
+            assert f.read(8192) == data
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_stats(qmp, node, mp):
+    try:
+        add_export(qmp, "e", node, mp, writable=True, passthrough="off")
+        fd = os.open(mp, os.O_RDWR | os.O_DIRECT)
+        import mmap
+        buf = mmap.mmap(-1, 65536)
+        try:
+            for i in range(10):
+                assert os.preadv(fd, [buf], i * 65536) == 65536
+            for i in range(3):
+                assert os.pwritev(fd, [buf], i * 65536) == 65536
+            os.fsync(fd)
+            # A write past the end of a fixed export: an error.
+            with pytest.raises(OSError):
+                os.pwritev(fd, [buf], 4 * MiB)
+        finally:
+            os.close(fd)
+            buf.close()
+        st = export_info(qmp, "e")["x-stats"]
+        assert st["read"]["requests"] == 10
+        assert st["read"]["bytes"] == 10 * 65536
+        assert st["write"]["requests"] == 4
+        assert st["write"]["bytes"] == 3 * 65536
+        assert st["write"]["errors"] == 1
+        assert st["flush"]["requests"] >= 1
+        assert st["other"]["requests"] >= 1      # OPEN, GETATTR, ...
+        hist = st["read"]["latency-us"]
+        assert sum(count for _, count in hist) == 10
+        bounds = [b for b, _ in hist if b is not None]
+        assert bounds == sorted(bounds)
+    finally:
+        export_cleanup(qmp, mp)

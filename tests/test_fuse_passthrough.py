@@ -70,15 +70,15 @@ def test_readonly_file_served_by_kernel(qmp, img, mp):
 
 
 def test_writable_block_device(qmp, img, loopdev, mp):
-    """Writable exports are served in userspace, and say why; writes land
-    on the device, and it cannot grow."""
+    """The kernel takes regular files only as backing files: a block device
+    is served in userspace, says why, takes writes and cannot grow."""
     add_file_node(qmp, "d", loopdev)
     pattern = os.urandom(65536)
     try:
         add_export(qmp, "e", "d", mp, writable=True)
         info = export_info(qmp, "e")
         assert info["x-data-path"] == "userspace"
-        assert "the export is writable" in info["x-data-path-reason"]
+        assert "block device" in info["x-data-path-reason"]
         size = os.stat(mp).st_size
         assert size == 16 * MiB
         fd = os.open(mp, os.O_RDWR)
@@ -114,10 +114,12 @@ def test_readonly_block_device_is_userspace(qmp, img, loopdev, mp):
         export_cleanup(qmp, mp)
 
 
-def test_write_open_refused_beside_passthrough_readers(qmp, img, mp):
-    """Root may open a read-only export for writing (CAP_DAC_OVERRIDE); on a
-    passthrough export that is refused at open, also while readers have
-    it open (the kernel lets no other kind of handle join passthrough ones)."""
+def test_write_open_refused_on_readonly_passthrough(qmp, img, mp):
+    """Root may open a read-only export for writing (CAP_DAC_OVERRIDE).  On a
+    passthrough export that is refused at open, also while readers have it
+    open: any handle there must be passthrough, and the kernel would map a
+    shared writable mmap of it straight onto the image."""
+    import mmap
     add_file_node(qmp, "f", img)
     before = img.read_bytes()
     try:
@@ -127,6 +129,8 @@ def test_write_open_refused_beside_passthrough_readers(qmp, img, mp):
         try:
             with pytest.raises(PermissionError):
                 os.open(mp, os.O_RDWR)
+            with pytest.raises(PermissionError):
+                mmap.mmap(rfd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             assert os.pread(rfd, 4096, 0) == before[:4096]
         finally:
             os.close(rfd)
@@ -137,10 +141,73 @@ def test_write_open_refused_beside_passthrough_readers(qmp, img, mp):
     assert img.read_bytes() == before
 
 
+def test_writable_file_readers_and_writers(qmp, img, mp):
+    """Writable export of a file with passthrough: on: readers are passed
+    through, writers are served in userspace (a passthrough write could grow
+    the image), both at once, and readers see the writes at once."""
+    add_file_node(qmp, "f", img)
+    pattern = os.urandom(65536)
+    try:
+        add_export(qmp, "e", "f", mp, writable=True, passthrough="on")
+        info = export_info(qmp, "e")
+        kernel_has_passthrough(info)
+        assert info["x-data-path"] == "passthrough", info["x-data-path-reason"]
+        assert "open for writing are served in userspace" in info["x-data-path-reason"]
+        size = os.stat(mp).st_size
+        rfd = os.open(mp, os.O_RDONLY)
+        wfd = os.open(mp, os.O_RDWR)
+        try:
+            assert os.pread(rfd, 4096, 0) == img.read_bytes()[:4096]
+            assert os.pwrite(wfd, pattern, 2 * MiB) == 65536
+            assert os.pread(rfd, 65536, 2 * MiB) == pattern
+            assert os.pread(wfd, 65536, 2 * MiB) == pattern
+            # The export's semantics hold for the writer: no growing.
+            with pytest.raises(OSError) as exc:
+                os.pwrite(wfd, b"x" * 4096, size)
+            assert exc.value.errno == errno.EIO
+            assert export_info(qmp, "e")["x-open-handles"] == 2
+            st = export_info(qmp, "e")["x-stats"]
+            assert st["write"]["requests"] >= 2
+        finally:
+            os.close(rfd)
+            os.close(wfd)
+        assert os.stat(mp).st_size == size
+        assert os.stat(img).st_size == size
+        del_export(qmp, "e")
+    finally:
+        export_cleanup(qmp, mp)
+    with open(img, "rb") as f:
+        f.seek(2 * MiB)
+        assert f.read(65536) == pattern
+
+
+def test_block_device_userspace_off(qmp, img, loopdev, mp):
+    """passthrough: off on a block device: the same data, our path."""
+    add_file_node(qmp, "d", loopdev)
+    pattern = os.urandom(65536)
+    try:
+        add_export(qmp, "e", "d", mp, writable=True, passthrough="off")
+        info = export_info(qmp, "e")
+        assert info["x-data-path"] == "userspace"
+        assert "passthrough: off" in info["x-data-path-reason"]
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            assert os.pwrite(fd, pattern, 5 * MiB) == 65536
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        del_export(qmp, "e")
+    finally:
+        export_cleanup(qmp, mp)
+    with open(loopdev, "rb") as f:
+        f.seek(5 * MiB)
+        assert f.read(65536) == pattern
+
+
 @pytest.mark.parametrize("case,opts,reason", [
     ("off", {"passthrough": "off"}, "passthrough: off"),
     ("growable", {"writable": True, "growable": True}, "growable"),
-    ("writable", {"writable": True}, "the export is writable"),
+    ("writable", {"writable": True}, "needs 'passthrough': 'on'"),
 ])
 def test_fallback_reasons(qmp, img, mp, case, opts, reason):
     add_file_node(qmp, "f", img)

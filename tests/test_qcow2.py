@@ -287,3 +287,44 @@ def test_crash_kill9_keeps_fsynced_data(tmp_path):
         allowed = {durable.get(blk, 0)} | since.get(blk, set())
         assert got in allowed, f"block {blk} holds {got}, expected one of {allowed}"
         assert data[blk * block:(blk + 1) * block] == bytes([got]) * block, f"block {blk} torn"
+
+
+def test_growable_export_grows_the_image(qmp, tmp_path):
+    """Writes past the end of a growable export resize the qcow2 image, across
+    L1 growth, and the grown image stays clean and equal to the reference."""
+    img = tmp_path / "g.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", img, "1M")
+    add_qcow2(qmp, "q", img)
+    mp = tmp_path / "g.fuse"
+    mp.touch()
+    try:
+        qmp.cmd("block-export-add", type="fuse", id="e", **{"node-name": "q"},
+                mountpoint=str(mp), writable=True, growable=True)
+    except QMPError as e:
+        if e.cls == "CommandNotFound":
+            pytest.skip("block-export-add is not in this build")
+        raise
+    ref = bytearray(1 * MiB)
+    rnd = random.Random(41)
+    try:
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            for off in (MiB - 100, 3 * MiB + 5, 9 * MiB + 4096):
+                buf = rnd.randbytes(70000)
+                assert os.pwrite(fd, buf, off) == len(buf)
+                if len(ref) < off + len(buf):
+                    ref.extend(bytes(off + len(buf) - len(ref)))
+                ref[off:off + len(buf)] = buf
+            os.fsync(fd)
+            assert os.fstat(fd).st_size >= len(ref)
+            got = os.pread(fd, len(ref), 0)
+            assert got == bytes(ref)
+        finally:
+            os.close(fd)
+    finally:
+        unexport(qmp, "e")
+    qmp.cmd("blockdev-del", **{"node-name": "q"})
+    raw = tmp_path / "g.raw"
+    raw.write_bytes(bytes(ref))
+    check_clean(img)
+    compare_raw(img, raw)

@@ -20,5 +20,7 @@ const struct qmp_command qmp_commands[] = {
 	{ "block-export-add", qmp_block_export_add },
 	{ "block-export-del", qmp_block_export_del },
 	{ "query-block-exports", qmp_query_block_exports },
+	{ "query-blockstats", qmp_query_blockstats },
+	{ "x-query-export-stats", qmp_x_query_export_stats },
 	{ NULL, NULL },
 };

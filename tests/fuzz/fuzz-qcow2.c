@@ -105,6 +105,9 @@ static void fuzz_writes(struct block_node *bs, uint8_t *buf, size_t bufsize)
 				BLOCK_ZERO_MAY_UNMAP);
 	block_node_discard(bs, (uint64_t)len / 2, (uint64_t)len - (uint64_t)len / 2);
 	block_node_pread(bs, buf, MIN((uint64_t)len, (uint64_t)bufsize), 0);
+	/* Shrink, then grow a little past the old end (L1 growth, zeroed tail). */
+	if (block_node_truncate(bs, (uint64_t)len / 2 + 1) == 0)
+		block_node_truncate(bs, (uint64_t)len + (1 << 20));
 	block_node_flush(bs);
 }
 

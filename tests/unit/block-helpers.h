@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,28 @@ static inline char *test_path(const char *name)
 static inline unsigned char test_pattern(uint64_t i)
 {
 	return (unsigned char)((i * 7 + (i >> 12)) & 0xff);
+}
+
+/* The node called name, which the test has created (exit 2 if not). */
+static inline struct block_node *node(const char *name)
+{
+	struct block_node *bs = block_node_find(name);
+
+	if (!bs) {
+		fprintf(stderr, "no node '%s'\n", name);
+		exit(2);
+	}
+	return bs;
+}
+
+/* Whether buf holds the test pattern as found at offset. */
+static inline bool buf_is_pattern(const unsigned char *buf, size_t len, uint64_t offset)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] != test_pattern(offset + i))
+			return false;
+	}
+	return true;
 }
 
 /* A file of size bytes filled with test_pattern. */

@@ -15,26 +15,6 @@
 
 #define MiB (1024 * 1024)
 
-static struct block_node *node(const char *name)
-{
-	struct block_node *bs = block_node_find(name);
-
-	if (!bs) {
-		fprintf(stderr, "no node '%s'\n", name);
-		exit(2);
-	}
-	return bs;
-}
-
-static bool buf_is_pattern(const unsigned char *buf, size_t len, uint64_t offset)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] != test_pattern(offset + i))
-			return false;
-	}
-	return true;
-}
-
 static bool buf_is_byte(const unsigned char *buf, size_t len, unsigned char c)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -389,6 +369,13 @@ static void test_direct_unaligned(void)
 	}
 	bs = node("d");
 	CHECK(bs->direct);
+	{
+		struct block_passthrough pt;
+		const char *why = NULL;
+
+		CHECK_EQ(block_node_get_passthrough(bs, &pt, &why), -ENOTSUP);
+		CHECK(why != NULL);
+	}
 	/* Unaligned read through the bounce buffer. */
 	CHECK_EQ(block_node_pread(bs, buf + 1, 10000, 777), 0);
 	CHECK(buf_is_pattern(buf + 1, 10000, 777));
@@ -503,6 +490,42 @@ out:
 	free(mnt);
 }
 
+/* ---- auto-read-only on a read-only filesystem ---- */
+
+static void test_auto_read_only(void)
+{
+	char *mnt = test_path("rofs");
+	char *img = test_path("rofs/ro.img");
+	struct error *err = NULL;
+	char *msg;
+	int fd;
+
+	mkdir(mnt, 0755);
+	if (mount("exportd-test", mnt, "tmpfs", 0, "size=1m") < 0) {
+		printf("SKIP auto-read-only test: cannot mount a tmpfs: %s\n",
+		       strerror(errno));
+		goto out;
+	}
+	fd = open(img, O_RDWR | O_CREAT, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, 65536) == 0);
+	close(fd);
+	CHECK(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL) == 0);
+	msg = xasprintf("Could not open '%s': Read-only file system", img);
+	CHECK_EQ(test_add(&err, "{\"driver\":\"file\",\"node-name\":\"w\","
+			  "\"filename\":\"%s\"}", img), -1);
+	CHECK(test_err_is(err, msg));
+	error_free(err);
+	free(msg);
+	ADD_OK("{\"driver\":\"file\",\"node-name\":\"a\",\"filename\":\"%s\","
+	       "\"auto-read-only\":true}", img);
+	CHECK(node("a")->read_only);
+	test_del("a");
+	CHECK(umount(mnt) == 0);
+out:
+	free(img);
+	free(mnt);
+}
+
 /* ---- a loop block device (host_device and file) ---- */
 
 static char *loop_setup(const char *backing)
@@ -573,6 +596,35 @@ static void test_block_device(void)
 	test_del("bf");
 	loop_detach(dev);
 	free(dev);
+
+	/* A read-only device: refused for writing, or read-only with auto. */
+	{
+		char *cmd = xasprintf("losetup --find --show --read-only '%s' 2>/dev/null",
+				      img);
+		FILE *p = popen(cmd, "r");
+		char line[64] = "";
+		struct error *err = NULL;
+
+		free(cmd);
+		if (p && fgets(line, sizeof(line), p) && pclose(p) == 0 && line[0] == '/') {
+			line[strcspn(line, "\n")] = '\0';
+			CHECK_EQ(test_add(&err, "{\"driver\":\"host_device\","
+					  "\"node-name\":\"r\",\"filename\":\"%s\"}",
+					  line), -1);
+			CHECK(test_err_has(err, "The device is not writable") ||
+			      test_err_has(err, "Read-only file system"));
+			error_free(err);
+			ADD_OK("{\"driver\":\"host_device\",\"node-name\":\"r\","
+			       "\"filename\":\"%s\",\"auto-read-only\":true}", line);
+			CHECK(node("r")->read_only);
+			test_del("r");
+			loop_detach(line);
+		} else {
+			if (p)
+				pclose(p);
+			printf("SKIP read-only loop device: losetup --read-only failed\n");
+		}
+	}
 	free(buf);
 	free(img);
 }
@@ -591,6 +643,7 @@ static const struct unit_test tests[] = {
 	{ "O_DIRECT unaligned, concurrent", test_direct_unaligned },
 	{ "parallel buffered writes", test_parallel_writes },
 	{ "ENOSPC on a full tmpfs", test_enospc },
+	{ "auto-read-only on a read-only filesystem", test_auto_read_only },
 	{ "loop block device", test_block_device },
 	{ NULL, NULL },
 };

@@ -14,17 +14,6 @@
 #include "unit.h"
 #include "block-helpers.h"
 
-static struct block_node *node(const char *name)
-{
-	struct block_node *bs = block_node_find(name);
-
-	if (!bs) {
-		fprintf(stderr, "no node '%s'\n", name);
-		exit(2);
-	}
-	return bs;
-}
-
 /* Is byte locked by someone else than a fresh open file description? */
 static bool byte_locked(const char *path, off_t byte)
 {

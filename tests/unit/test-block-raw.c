@@ -10,26 +10,6 @@
 
 #define MiB (1024 * 1024)
 
-static struct block_node *node(const char *name)
-{
-	struct block_node *bs = block_node_find(name);
-
-	if (!bs) {
-		fprintf(stderr, "no node '%s'\n", name);
-		exit(2);
-	}
-	return bs;
-}
-
-static bool buf_is_pattern(const unsigned char *buf, size_t len, uint64_t offset)
-{
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i] != test_pattern(offset + i))
-			return false;
-	}
-	return true;
-}
-
 static int count_nodes(void)
 {
 	json_t *list = block_query_named_nodes();

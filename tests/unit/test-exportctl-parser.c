@@ -134,7 +134,7 @@ static void test_errors(void)
 	char msg[512];
 
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "s", NULL), -1);
-	CHECK(strstr(msg, "ambiguous command: s (schema, shell)"));
+	CHECK(strstr(msg, "ambiguous command: s (stats, schema, shell)"));
 	CHECK(strstr(msg, "valid commands:"));
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "list", "--hard", NULL), -1);
 	CHECK(strstr(msg, "unknown option: --hard"));
@@ -165,6 +165,30 @@ static void test_add_checks(void)
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "add", "--mountpoint", "m", "--image", "i",
 		       "--writable", "--read-only", NULL), -1);
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "add", "--mountpoint", "m", "--node", "n", NULL), 0);
+}
+
+/* list -v adds statistics; -v elsewhere (or --verbose) shows QMP traffic. */
+static void test_list_v_and_stats(void)
+{
+	struct parse_result r;
+	char msg[512];
+
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "list", "-v", NULL), 0);
+	CHECK(r.set[OPT_STATS] && !r.set[OPT_VERBOSE]);
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "list", "-qv", NULL), 0);
+	CHECK(r.set[OPT_STATS] && r.set[OPT_QUIET] && !r.set[OPT_VERBOSE]);
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "-v", "list", NULL), 0);
+	CHECK(!r.set[OPT_STATS] && r.set[OPT_VERBOSE]);
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "list", "--verbose", "--stats", NULL), 0);
+	CHECK(r.set[OPT_STATS] && r.set[OPT_VERBOSE]);
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "version", "-v", NULL), 0);
+	CHECK(!r.set[OPT_STATS] && r.set[OPT_VERBOSE]);
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "nodes", "--stats", NULL), -1);
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "st", "e1", NULL), 0);
+	CHECK(r.action == CTL_STATS);
+	CHECK_STREQ(r.argv[0], "e1");
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "stats", NULL), -1);
+	CHECK(strstr(msg, "stats: missing argument: ID"));
 }
 
 static void test_help(void)
@@ -207,6 +231,7 @@ int main(void)
 		{ "positional_arguments", test_positional_arguments },
 		{ "errors", test_errors },
 		{ "add_checks", test_add_checks },
+		{ "list_v_and_stats", test_list_v_and_stats },
 		{ "help", test_help },
 		{ "help_is_generated_from_the_table", test_help_is_generated_from_the_table },
 		{ NULL, NULL },
