@@ -1283,6 +1283,25 @@ static void qcow2_free_state(struct qcow2 *s)
 	s->name = NULL;
 }
 
+/* Drop the children and free the state: the end of close, and of a failed open. */
+static void qcow2_release(struct block_node *bs, struct qcow2 *s)
+{
+	if (bs->backing) {
+		block_node_unref(bs->backing);
+		bs->backing = NULL;
+	}
+	if (bs->file) {
+		block_node_unref(bs->file);
+		bs->file = NULL;
+	}
+	qcow2_free_state(s);
+	pthread_rwlock_destroy(&s->free_lock);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->alloc_cond);
+	pthread_mutex_destroy(&s->flush_lock);
+	pthread_cond_destroy(&s->flush_cond);
+}
+
 static int qcow2_open(struct block_node *bs, json_t *options, struct error **errp)
 {
 	struct qcow2 *s = bs->opaque;
@@ -1327,20 +1346,7 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 	return 0;
 
 fail:
-	if (bs->backing) {
-		block_node_unref(bs->backing);
-		bs->backing = NULL;
-	}
-	if (bs->file) {
-		block_node_unref(bs->file);
-		bs->file = NULL;
-	}
-	qcow2_free_state(s);
-	pthread_rwlock_destroy(&s->free_lock);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->alloc_cond);
-	pthread_mutex_destroy(&s->flush_lock);
-	pthread_cond_destroy(&s->flush_cond);
+	qcow2_release(bs, s);
 	return -1;
 }
 
@@ -1350,20 +1356,7 @@ static void qcow2_close(struct block_node *bs)
 
 	if (s->writable && bs->file)
 		block_node_flush(bs->file);
-	if (bs->backing) {
-		block_node_unref(bs->backing);
-		bs->backing = NULL;
-	}
-	if (bs->file) {
-		block_node_unref(bs->file);
-		bs->file = NULL;
-	}
-	qcow2_free_state(s);
-	pthread_rwlock_destroy(&s->free_lock);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->alloc_cond);
-	pthread_mutex_destroy(&s->flush_lock);
-	pthread_cond_destroy(&s->flush_cond);
+	qcow2_release(bs, s);
 }
 
 static void qcow2_query(struct block_node *bs, json_t *info)

@@ -23,7 +23,7 @@ from bench_targets import DirectTarget, QmpDaemonTarget  # noqa: E402
 
 def test_defaults_full_run():
     a = bench_main.parse_args([], environ={})
-    assert (a.quick, a.reps, a.runtime, a.ramp, a.size) == (False, 3, 3.0, 1.0, 1024)
+    assert (a.quick, a.reps, a.runtime, a.ramp, a.size) == (False, 5, 2.0, 0.5, 1024)
     assert a.target_ids == bench_main.ALL_TARGETS
 
 
@@ -320,3 +320,16 @@ def test_data_path_notes_summarise_what_exports_reported():
         "qsd": {"raw-read-1M-qd1": {"id": "e"}}}
     assert bench_main.data_path_notes(info, {}) == [
         "exportd exports reported: userspace (disabled (passthrough: off)), 2 threads"]
+
+
+def test_images_keep_reads_and_disk_writes_apart():
+    from bench_targets import Images
+    im = Images("/i")
+    r, w = jobs.Job("raw", "randread", "4k", 16), jobs.Job("raw", "randwrite", "4k", 16)
+    q = jobs.Job("qcow2", "write", "1M", 1)
+    assert im.path(r) == im.path(r, disk_writer=True) == "/i/bench.raw"
+    assert im.path(w) == "/i/bench-w.raw"
+    assert im.path(w, disk_writer=True) == "/i/bench-wd.raw"
+    assert im.path(q, disk_writer=True) == "/i/bench-w.qcow2"
+    assert DirectTarget().image(w, type("C", (), {"images": im})()) == "/i/bench-wd.raw"
+    assert len(set(im.all_paths())) == 5

@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from harness import Daemon, QMPClient, QMPError, make_pattern_image
+from harness import QSD, QSD_MISSING, Daemon, QMPClient, QMPError, make_pattern_image, qsd_monitor
 
-QSD = shutil.which("qemu-storage-daemon")
 QEMU_IO = shutil.which("qemu-io")
 QEMU_IMG = shutil.which("qemu-img")
 MiB = 1 << 20
@@ -162,23 +161,11 @@ def test_flat_query_leaves_out_nothing_for_raw(qmp, img):
 @pytest.fixture
 def qsd(tmp_path):
     if QSD is None:
-        pytest.skip("qemu-storage-daemon is not installed (qemu-system-common): "
-                    "no reference to compare with")
-    sock = tmp_path / "qsd.sock"
-    proc = subprocess.Popen([QSD, "--chardev", f"socket,id=m,path={sock},server=on,wait=off",
-                             "--monitor", "chardev=m"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(500):
-            if sock.exists():
-                break
-            time.sleep(0.01)
-        c = QMPClient(str(sock))
+        pytest.skip(QSD_MISSING)
+    with qsd_monitor(tmp_path) as sock:
+        c = QMPClient(sock)
         yield c
         c.close()
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def same_requests(img, tmp_path):

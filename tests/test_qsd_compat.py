@@ -2,36 +2,17 @@
 requests must get the same replies, byte for byte where a client can see
 them (issue: foundation).  Skips loudly when qsd is not installed."""
 
-import os
-import shutil
-import subprocess
-import time
-
 import pytest
 
-from harness import QMPClient
+from harness import QSD, QSD_MISSING, QMPClient, qsd_monitor
 
-QSD = shutil.which("qemu-storage-daemon")
-
-pytestmark = pytest.mark.skipif(QSD is None, reason="qemu-storage-daemon is not installed "
-                                "(package qemu-system-common): no reference to compare with")
+pytestmark = pytest.mark.skipif(QSD is None, reason=QSD_MISSING)
 
 
 @pytest.fixture
 def qsd(tmp_path):
-    sock = tmp_path / "qsd.sock"
-    proc = subprocess.Popen([QSD, "--chardev", f"socket,id=m,path={sock},server=on,wait=off",
-                             "--monitor", "chardev=m"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(500):
-            if sock.exists():
-                break
-            time.sleep(0.01)
-        yield str(sock)
-    finally:
-        proc.kill()
-        proc.wait()
+    with qsd_monitor(tmp_path) as sock:
+        yield sock
 
 
 def raw_session(path):

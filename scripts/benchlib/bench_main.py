@@ -50,14 +50,17 @@ def parse_args(argv, environ=None):
     p.add_argument("--quick", action="store_true",
                    default=env.get("BENCH_QUICK", "") not in ("", "0"),
                    help="under 2 minutes: small image, few jobs, 1 repetition")
-    p.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
-    p.add_argument("--runtime", type=float, help="fio seconds per run (default 3, quick 2)")
-    p.add_argument("--ramp", type=float, help="fio ramp seconds (default 1, quick 0.5)")
+    # Five short repetitions rather than three long ones: on a shared
+    # machine the noise comes in bursts, and a median of five rides them out.
+    p.add_argument("--reps", type=int, help="repetitions (default 5, quick 1)")
+    p.add_argument("--runtime", type=float, help="fio seconds per run (default 2)")
+    p.add_argument("--ramp", type=float, help="fio ramp seconds (default 0.5)")
     p.add_argument("--size", type=int, help="image size in MiB (default 1024, quick 256)")
     p.add_argument("--targets", default=env.get("BENCH_TARGETS", ",".join(ALL_TARGETS)),
                    help="comma list among: " + ", ".join(ALL_TARGETS))
     p.add_argument("--jobs", default=env.get("BENCH_JOBS", ""),
-                   help="keep jobs whose key contains one of these comma-separated strings")
+                   help="keep jobs whose key contains one of these comma-separated strings "
+                        "(chosen from the full list, also with --quick)")
     p.add_argument("--exportd", default=os.path.join(repo_root(), "exportd"),
                    help="exportd binary (default: the build tree's)")
     p.add_argument("--exportd-threads", type=int,
@@ -79,13 +82,14 @@ def parse_args(argv, environ=None):
     p.add_argument("--list", action="store_true", help="print the plan and exit")
     p.add_argument("--perf", nargs="?", const="auto", default="",
                    metavar="JOB",
-                   help="after the runs, profile exportd and qsd with perf on JOB "
-                        "(default: the 4k rand read qd16 job); summaries in build/bench/")
+                   help="after the runs, profile exportd and qsd with perf on JOB (a "
+                        "comma list of job keys; default raw-randread-4k-qd16); "
+                        "summaries in build/bench/")
     a = p.parse_args(argv)
     q = a.quick
-    a.reps = a.reps if a.reps is not None else (1 if q else 3)
-    a.runtime = a.runtime if a.runtime is not None else (2.0 if q else 3.0)
-    a.ramp = a.ramp if a.ramp is not None else (0.5 if q else 1.0)
+    a.reps = a.reps if a.reps is not None else (1 if q else 5)
+    a.runtime = a.runtime if a.runtime is not None else 2.0
+    a.ramp = a.ramp if a.ramp is not None else 0.5
     a.size = a.size if a.size is not None else (256 if q else 1024)
     a.target_ids = [t.strip() for t in a.targets.split(",") if t.strip()]
     bad = [t for t in a.target_ids if t not in ALL_TARGETS]
@@ -138,7 +142,8 @@ def make_targets(args):
             out.append(QmpDaemonTarget(EXPORTD_PT, "exportd-pt", args.exportd,
                                        dict(exportd_opts, passthrough="on"),
                                        formats=("raw",), buffered=None,
-                                       expect_path="passthrough", file_opts=file_opts))
+                                       expect_path="passthrough", file_opts=file_opts,
+                                       disk_writer=True))
         elif tid == QSD:
             out.append(QmpDaemonTarget(QSD, "qsd", args.qsd))
         elif tid == FUSEPT:
@@ -208,6 +213,8 @@ def make_images(images, size_mib, log):
                     images.read["raw"], images.read["qcow2"]], check=True)
     for fmt in ("raw", "qcow2"):
         shutil.copyfile(images.read[fmt], images.write[fmt])
+    for fmt, path in images.write_disk.items():
+        shutil.copyfile(images.read[fmt], path)
     os.sync()
     log("images: %d MiB random raw + qcow2 copy + write copies in %s (%.1f s)" % (
         size_mib, images.dir, time.monotonic() - t0))
@@ -215,7 +222,7 @@ def make_images(images, size_mib, log):
 
 def warm_cache(images):
     """Read every image once so the page cache holds it."""
-    for path in list(images.read.values()) + list(images.write.values()):
+    for path in images.all_paths():
         with open(path, "rb", buffering=0) as f:
             while f.read(8 << 20):
                 pass
@@ -299,7 +306,9 @@ def _on_signal(signum, frame):
 def main(argv):
     args = parse_args(argv)
     log = lambda msg: print("bench: " + msg, flush=True)
-    jobs = jobsmod.select_jobs(jobsmod.job_list(args.quick), args.jobs)
+    # --jobs picks from the full list even in quick mode: quick then only
+    # means a small image, one repetition and short runs.
+    jobs = jobsmod.select_jobs(jobsmod.job_list(args.quick and not args.jobs), args.jobs)
     if not jobs:
         log("no job matches --jobs %r" % args.jobs)
         return 2
@@ -329,6 +338,7 @@ def main(argv):
     res = Results()
     warnings = []
     started = time.time()
+    load_before = os.getloadavg()
     interrupted = False
     the_plan = []
     perf_files = []
@@ -353,7 +363,19 @@ def main(argv):
             for rep, job, ts in the_plan:
                 print("rep %d  %-32s %s" % (rep + 1, job.key, " ".join(t.id for t in ts)))
             return 0
-        make_images(images, args.size, log)
+        for attempt in (1, 2, 3):
+            try:
+                make_images(images, args.size, log)
+                break
+            except (OSError, subprocess.CalledProcessError) as e:
+                # The disk is shared: another user's test may fill it for a
+                # moment.  Try again a little later before giving up.
+                log("cannot create the images in %s: %s" % (images.dir, e))
+                shutil.rmtree(images.dir, ignore_errors=True)
+                if attempt == 3:
+                    return 1
+                log("trying again in 20 s")
+                time.sleep(20)
         n = 0
         for rep in range(args.reps):
             warm_cache(images)
@@ -408,10 +430,12 @@ def main(argv):
     checks = report.target_checks(jobs, res)
     text = render(jobs, res, labels, checks)
     elapsed = time.time() - started
-    header = "exportd bench, %s, %s, %d CPUs, Linux %s; image %d MiB; %d rep(s) x %gs (+%gs ramp), median%s" % (
+    load_after = os.getloadavg()
+    header = ("exportd bench, %s, %s, %d CPUs, Linux %s; image %d MiB; %d rep(s) x %gs "
+              "(+%gs ramp), median%s\nload average %.1f at start, %.1f at end (%.0f s)") % (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)), platform.node(),
         os.cpu_count(), platform.release(), args.size, args.reps, args.runtime, args.ramp,
-        "; QUICK" if args.quick else "")
+        "; QUICK" if args.quick else "", load_before[0], load_after[0], elapsed)
     print()
     print(header)
     print()
@@ -441,7 +465,7 @@ def main(argv):
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "elapsed_s": round(elapsed, 1),
         "interrupted": interrupted,
-        "machine": machine_info(),
+        "machine": dict(machine_info(), loadavg_start=load_before, loadavg_end=load_after),
         "tools": tool_versions(args),
         "config": {"quick": args.quick, "reps": args.reps, "runtime_s": args.runtime,
                    "ramp_s": args.ramp, "image_mib": args.size,
@@ -477,21 +501,22 @@ def run_perf(args, jobs, live, ctx, outdir, log):
     if not bench_perf.available():
         log("--perf: perf is not installed, no profile")
         return []
-    key = args.perf if args.perf != "auto" else "raw-randread-4k-qd16"
-    matching = [j for j in jobs if j.key == key] or \
-        [j for j in jobsmod.job_list(False) if j.key == key]
-    if not matching:
-        log("--perf: no job %r" % key)
-        return []
-    job = matching[0]
+    keys = ["raw-randread-4k-qd16"] if args.perf == "auto" else \
+        [k.strip() for k in args.perf.split(",") if k.strip()]
+    known = {j.key: j for j in jobsmod.job_list(False)}
     os.makedirs(outdir, exist_ok=True)
     out = []
-    for t in live:
-        if t.qmp_capable and t.applies(job):
-            p = bench_perf.profile(t, job, ctx, args, outdir, run_fio, log)
-            if p:
-                log("perf profile of %s: %s" % (t.id, p))
-                out.append(p)
+    for key in keys:
+        job = known.get(key)
+        if job is None:
+            log("--perf: no job %r (see --list)" % key)
+            continue
+        for t in live:
+            if t.qmp_capable and t.applies(job):
+                p = bench_perf.profile(t, job, ctx, args, outdir, run_fio, log)
+                if p:
+                    log("perf profile of %s: %s" % (t.id, p))
+                    out.append(p)
     return out
 
 
@@ -569,4 +594,4 @@ def run_one(t, job, args, ctx, res, probe_key, failed_kind, warnings, log, tag):
     finally:
         warnings.extend("%s %s: %s" % (t.id, job.key, w) for w in t.stop())
         if job.writes:
-            flush_file(ctx.images.path(job))
+            flush_file(t.image(job, ctx))

@@ -9,8 +9,10 @@ reachable here), so this is self-contained.
 from .daemon import Daemon, build_path, fuse_mounts, unmount_all_under
 from .qmp import QMPClient, QMPError
 from .images import make_pattern_image, pattern_bytes
+from .qsd import QSD, QSD_MISSING, qsd_monitor
 
 __all__ = [
     "Daemon", "QMPClient", "QMPError", "build_path", "fuse_mounts",
-    "unmount_all_under", "make_pattern_image", "pattern_bytes",
+    "unmount_all_under", "make_pattern_image", "pattern_bytes", "QSD", "QSD_MISSING",
+    "qsd_monitor",
 ]
