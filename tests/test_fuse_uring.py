@@ -86,9 +86,31 @@ def _ring_requests(qmp):
     return export_info(qmp, "e")["x-stats"]["read"]["requests"]
 
 
-def test_query_says_io_uring(exp):
+def _possible_cpus():
+    n = 0
+    with open("/sys/devices/system/cpu/possible") as f:
+        for part in f.read().strip().split(","):
+            a, _, b = part.partition("-")
+            n += int(b or a) - int(a) + 1
+    return n
+
+
+def _io_uring_fds(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[io_uring]":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def test_query_says_io_uring(daemon, exp):
     assert exp["x-data-path"] == "io_uring", exp
     assert "io_uring" in exp["x-data-path-reason"]
+    # One ring per CPU queue, as the kernel requires before it uses them.
+    assert _io_uring_fds(daemon.pid) >= _possible_cpus()
 
 
 def test_read_matches_image(qmp, exp, img, mp):
