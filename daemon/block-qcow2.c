@@ -266,11 +266,17 @@ static int qcow2_pread(struct block_node *bs, void *buf, size_t len, uint64_t of
  * the bitmaps inconsistent.  Done at the first modification, not at open,
  * so that a writable export nobody writes to leaves them intact.
  */
+/*
+ * Every modification starts here: refused on a read-only image, and the
+ * first one clears the autoclear bits (bitmaps become inconsistent).
+ */
 static int qcow2_before_modify(struct qcow2 *s)
 {
 	uint8_t zero[8] = { 0 };
 	int ret = 0;
 
+	if (!s->writable)
+		return -EROFS;
 	if (!__atomic_load_n(&s->autoclear_pending, __ATOMIC_ACQUIRE))
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -583,8 +589,6 @@ static int qcow2_pwrite(struct block_node *bs, const void *buf, size_t len, uint
 	struct qcow2 *s = bs->opaque;
 	int ret;
 
-	if (!s->writable)
-		return -EROFS;
 	ret = qcow2_before_modify(s);
 	if (ret < 0)
 		return ret;
@@ -767,8 +771,6 @@ static int qcow2_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t l
 	struct qcow2 *s = bs->opaque;
 	int ret;
 
-	if (!s->writable)
-		return -EROFS;
 	ret = qcow2_before_modify(s);
 	if (ret < 0)
 		return ret;
@@ -784,8 +786,6 @@ static int qcow2_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	struct qcow2 *s = bs->opaque;
 	int ret;
 
-	if (!s->writable)
-		return -EROFS;
 	ret = qcow2_before_modify(s);
 	if (ret < 0)
 		return ret;
@@ -813,6 +813,7 @@ static int qcow2_truncate(struct block_node *bs, uint64_t length)
 	uint64_t old, need;
 	int ret = 0;
 
+	/* Read-only is the first answer, before the size is looked at. */
 	if (!s->writable)
 		return -EROFS;
 	/* QEMU sees qcow2 sizes in whole sectors: keep the size a multiple of 512. */
