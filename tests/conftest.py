@@ -40,3 +40,11 @@ def daemon(tmp_path):
 @pytest.fixture
 def qmp(daemon):
     return daemon.new_client()
+
+
+@pytest.fixture
+def mp(tmp_path):
+    """An empty regular file to mount an export on."""
+    p = tmp_path / "t.fuse"
+    p.touch()
+    return p

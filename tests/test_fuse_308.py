@@ -40,13 +40,6 @@ def img(tmp_path):
 
 
 @pytest.fixture
-def mp(tmp_path):
-    p = tmp_path / "t.fuse"
-    p.touch()
-    return p
-
-
-@pytest.fixture
 def node(qmp, img):
     add_file_node(qmp, "node-protocol", img)
     return "node-protocol"

@@ -18,13 +18,6 @@ from fusetest import (add_export, add_file_node, del_export, export_cleanup, mou
 MiB = 1 << 20
 
 
-@pytest.fixture
-def mp(tmp_path):
-    p = tmp_path / "t.fuse"
-    p.touch()
-    return p
-
-
 def fio(*args, timeout=120):
     return subprocess.run(["fio", "--output-format=terse", "--terse-version=3"] + list(args),
                           capture_output=True, text=True, timeout=timeout)

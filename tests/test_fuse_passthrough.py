@@ -16,13 +16,6 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def mp(tmp_path):
-    p = tmp_path / "t.fuse"
-    p.touch()
-    return p
-
-
-@pytest.fixture
 def img(tmp_path):
     return random_image(tmp_path / "t.raw", 16 * MiB)
 

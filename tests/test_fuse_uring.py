@@ -55,13 +55,6 @@ def uring_off():
 
 
 @pytest.fixture
-def mp(tmp_path):
-    p = tmp_path / "t.fuse"
-    p.touch()
-    return p
-
-
-@pytest.fixture
 def img(tmp_path):
     return random_image(tmp_path / "t.raw", 8 * MiB)
 
