@@ -46,6 +46,7 @@ struct file_state {
 	size_t mem_align;		/* O_DIRECT buffer alignment, or 1 */
 	pthread_rwlock_t rmw_lock;	/* O_DIRECT: partial-block RMW vs writes */
 	atomic_llong size;		/* length, updated by truncate */
+	atomic_bool size_volatile;	/* the kernel writes it too: fstat */
 	atomic_bool no_zero_range;	/* FALLOC_FL_ZERO_RANGE unsupported */
 	atomic_bool no_punch_hole;	/* FALLOC_FL_PUNCH_HOLE unsupported */
 	atomic_bool no_seek_data;	/* SEEK_DATA unsupported: all data */
@@ -233,7 +234,16 @@ static int file_set_perm(struct block_node *bs, uint64_t perm, uint64_t shared,
 
 static int64_t file_get_length(struct block_node *bs)
 {
-	return atomic_load(&file_state(bs)->size);
+	struct file_state *s = file_state(bs);
+	struct stat st;
+
+	/*
+	 * Once the kernel writes the file itself (FUSE passthrough of a
+	 * growable export), it can grow it behind our back: ask the file.
+	 */
+	if (atomic_load(&s->size_volatile) && fstat(s->fd, &st) == 0)
+		atomic_store(&s->size, (long long)st.st_size);
+	return atomic_load(&s->size);
 }
 
 static int64_t file_get_allocated_size(struct block_node *bs)
@@ -641,6 +651,8 @@ static int file_get_passthrough(struct block_node *bs, struct block_passthrough 
 	}
 	pt->fd = s->fd;
 	pt->offset = 0;
+	if (pt->writes && s->is_reg)
+		atomic_store(&s->size_volatile, true);
 	return 0;
 }
 

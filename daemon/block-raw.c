@@ -195,6 +195,12 @@ static int raw_get_passthrough(struct block_node *bs, struct block_passthrough *
 		*why = "the raw node is a window smaller than its file";
 		return -ENOTSUP;
 	}
+	/* It cannot grow (QEMU: "Cannot resize fixed-size raw disks"). */
+	if (s->has_size && pt->writes) {
+		*why = "the raw node has a fixed size, which a kernel write past the "
+		       "end would not respect";
+		return -ENOTSUP;
+	}
 	return block_node_get_passthrough(bs->file, pt, why);
 }
 

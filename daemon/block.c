@@ -660,5 +660,10 @@ int block_node_get_passthrough(struct block_node *bs, struct block_passthrough *
 		*why = "the driver cannot hand its file to the kernel";
 		return -ENOTSUP;
 	}
+	/* The kernel writes what it is given, zeroes included. */
+	if (pt->writes && bs->detect_zeroes != BLOCK_DETECT_ZEROES_OFF) {
+		*why = "detect-zeroes is on (the kernel would write zeroes as data)";
+		return -ENOTSUP;
+	}
 	return bs->drv->get_passthrough(bs, pt, why);
 }

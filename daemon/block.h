@@ -63,8 +63,9 @@ struct block_user {
 
 /* Information for the FUSE passthrough fast path (kernel serves I/O). */
 struct block_passthrough {
-	int fd;			/* backing fd, borrowed from the node */
-	uint64_t offset;	/* must be 0 for passthrough */
+	bool writes;		/* in: the kernel will write (and may grow) it */
+	int fd;			/* out: backing fd, borrowed from the node */
+	uint64_t offset;	/* out: must be 0 for passthrough */
 };
 
 struct block_driver {
@@ -101,7 +102,9 @@ struct block_driver {
 	/*
 	 * Optional: whether the node is a plain window onto a file that the
 	 * kernel can serve directly.  Fills *pt and returns 0, or returns
-	 * -ENOTSUP with *why set to a static reason.
+	 * -ENOTSUP with *why set to a static reason.  With pt->writes the
+	 * kernel will write the file too (and may grow it): the node must
+	 * stop trusting any length it cached.
 	 */
 	int (*get_passthrough)(struct block_node *bs, struct block_passthrough *pt,
 			       const char **why);

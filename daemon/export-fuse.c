@@ -132,10 +132,13 @@ void fuse_export_set_reason(struct fuse_export *fe, enum fuse_data_path path,
 	fe->data_path_reason = xvasprintf(fmt, ap);
 	fe->data_path = path;
 	va_end(ap);
-	/* Passthrough reads never reach us: the statistics must say so. */
-	if (fe->common.stats)
+	/* Passthrough reads (and writes) never reach us: the statistics say so. */
+	if (fe->common.stats) {
 		export_stats_set_uncounted(fe->common.stats, EXPORT_STATS_READ,
 					   path == FUSE_PATH_PASSTHROUGH);
+		export_stats_set_uncounted(fe->common.stats, EXPORT_STATS_WRITE,
+					   path == FUSE_PATH_PASSTHROUGH && fe->pt_writes);
+	}
 }
 
 static const char *fuse_data_path_name(enum fuse_data_path path)
@@ -316,8 +319,16 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 		return 0;
 	}
 	fe->pt_required = !strcmp(mode, "on");
-	if (fe->common.growable) {
-		why = "the export is growable (the kernel would not grow it through us)";
+	/*
+	 * A growable export's writes may be the kernel's: one past the end
+	 * grows the image, exactly what we would do.  (Growable implies
+	 * writable, which needs 'on' anyway, see below.)
+	 */
+	fe->pt_writes = fe->common.growable && fe->pt_required && !fe->writethrough;
+	pt.writes = fe->pt_writes;
+	if (fe->common.growable && fe->writethrough) {
+		why = "the export is growable and writethrough (the kernel's writes "
+		      "would not be flushed after each write)";
 	} else if (block_node_get_passthrough(fe->common.node, &pt, &why) < 0) {
 		if (!why)
 			why = "the node is not a whole file";
@@ -331,7 +342,11 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 	} else if (!S_ISREG(st.st_mode)) {
 		why = "the image is not a regular file";
 	} else if (fe->common.writable && !fe->pt_required) {
-		why = "the export is writable: passthrough of its readers needs "
+		why = fe->common.growable ?
+		      "the export is writable: passthrough of its reads and writes "
+		      "needs 'passthrough': 'on' (the kernel maps shared writable mmaps "
+		      "straight onto the image, even after a hard delete)" :
+		      "the export is writable: passthrough of its readers needs "
 		      "'passthrough': 'on' (writes are served here either way, but the "
 		      "kernel maps shared writable mmaps straight onto the image, even "
 		      "after a hard delete)";
@@ -345,12 +360,15 @@ static int fuse_export_plan_passthrough(struct fuse_export *fe, const char *mode
 		fuse_export_set_reason(fe, FUSE_PATH_USERSPACE, "%s", why);
 		return 0;
 	}
-	/* Hand the kernel a read-only fd of its own, whatever the node has. */
+	/*
+	 * Hand the kernel an fd of its own, whatever the node has: read-only
+	 * unless the kernel is to write too.
+	 */
 	flags = fcntl(pt.fd, F_GETFL);
 	{
 		char *proc = xasprintf("/proc/self/fd/%d", pt.fd);
 
-		fe->pt_fd = open(proc, O_RDONLY | O_CLOEXEC |
+		fe->pt_fd = open(proc, (fe->pt_writes ? O_RDWR : O_RDONLY) | O_CLOEXEC |
 				 (flags >= 0 ? (flags & O_DIRECT) : 0));
 		free(proc);
 	}
@@ -412,6 +430,11 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	}
 	free(fe->threads);
 	fe->threads = NULL;
+	/* With the connection gone, a stat still waiting has its answer. */
+	if (fe->revoke_started) {
+		pthread_join(fe->revoke_tid, NULL);
+		fe->revoke_started = false;
+	}
 	if (fe->se) {
 		fuse_session_destroy(fe->se);
 		fe->se = NULL;
@@ -706,10 +729,80 @@ fail:
 	return -1;
 }
 
+static void *fuse_revoke_run(void *opaque)
+{
+	struct fuse_export *fe = opaque;
+	struct statx stx;
+
+	/* FORCE_SYNC: a GETATTR even while the cached attributes are valid. */
+	if (statx(AT_FDCWD, fe->mountpoint, AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) == 0)
+		log_warnx("export '%s': the kernel kept the passthrough inode after "
+			  "teardown began", fe->common.id);
+	pthread_mutex_lock(&fe->lock);
+	fe->revoke_done = true;
+	pthread_cond_broadcast(&fe->cond);
+	pthread_mutex_unlock(&fe->lock);
+	return NULL;
+}
+
+/*
+ * Passthrough handles reach the image inside the kernel and would go on
+ * doing so after the unmount and after the connection is gone: a client
+ * that still has the file open could read an image that is no longer
+ * exported, and (growable exports) write one that another program may
+ * have opened by then.  The seed's handles fail once the export is gone;
+ * so do these: we have the kernel fetch the attributes once more and
+ * answer with a different file type (fuse-ops.c), which marks the inode
+ * bad, and a bad inode's read(), write(), fsync() and new mmap() fail
+ * with EIO.  Mappings that already exist stay (the kernel maps the image
+ * itself), which is why writable exports need 'passthrough': 'on'.
+ * The stat runs on a thread of its own, bounded, so that a stuck request
+ * thread can never hold up the main loop.
+ */
+static void fuse_export_revoke_passthrough(struct fuse_export *fe)
+{
+	struct timespec deadline;
+	sigset_t all, old;
+	bool active;
+	int err;
+
+	pthread_mutex_lock(&fe->lock);
+	active = fe->backing_id > 0 && !fe->halted && fe->created;
+	pthread_mutex_unlock(&fe->lock);
+	if (!active || !fe->mounted)
+		return;
+	atomic_store(&fe->revoking, true);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&fe->revoke_tid, NULL, fuse_revoke_run, fe);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		log_warnx("export '%s': cannot revoke passthrough handles: %s", fe->common.id,
+			  strerror(err));
+		return;
+	}
+	fe->revoke_started = true;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += FUSE_EXPORT_REVOKE_WAIT_MS / 1000;
+	deadline.tv_nsec += FUSE_EXPORT_REVOKE_WAIT_MS % 1000 * 1000000L;
+	deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+	deadline.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&fe->lock);
+	while (!fe->revoke_done) {
+		if (pthread_cond_timedwait(&fe->cond, &fe->lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	if (!fe->revoke_done)
+		log_warnx("export '%s': request threads did not answer in time; open "
+			  "passthrough handles may outlive the export", fe->common.id);
+	pthread_mutex_unlock(&fe->lock);
+}
+
 static void fuse_export_request_shutdown(struct export *exp)
 {
 	struct fuse_export *fe = fuse_export_of(exp);
 
+	fuse_export_revoke_passthrough(fe);
 	/* First, so that threads take the unmount's ENODEV as expected. */
 	atomic_store(&fe->stopping, true);
 	fuse_export_unmount(fe);

@@ -24,6 +24,8 @@
 #define FUSE_EXPORT_DEFAULT_THREADS_CAP 8
 #define FUSE_EXPORT_MAX_BACKGROUND 512	/* libfuse's default is 12 */
 #define FUSE_EXPORT_RELEASE_GRACE_MS 250
+/* Teardown: how long the main loop waits for passthrough handles to be revoked. */
+#define FUSE_EXPORT_REVOKE_WAIT_MS 1000
 #define FUSE_EXPORT_INIT_WAIT_MS 1000
 #define FUSE_EXPORT_URING_INIT_WAIT_MS 10000
 
@@ -107,6 +109,11 @@ struct fuse_export {
 	/* Passthrough. */
 	bool pt_wanted;		/* eligible and not disabled */
 	bool pt_required;	/* passthrough: on */
+	bool pt_writes;		/* growable: writers passed through as well */
+	atomic_bool revoking;	/* teardown: GETATTR poisons the inode */
+	bool revoke_started;	/* revoke_tid runs (main thread) */
+	bool revoke_done;	/* under lock */
+	pthread_t revoke_tid;
 	int pt_fd;		/* backing fd handed to the kernel, or -1 */
 	int32_t backing_id;	/* > 0 once registered */
 	int backing_dev_fd;	/* the fd the id was registered on */

@@ -60,6 +60,14 @@ static int fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *rep
 	out->attr_valid = 1;
 	out->attr.ino = FUSE_ROOT_ID;
 	out->attr.mode = atomic_load(&fe->st_mode);
+	/*
+	 * Teardown of a passthrough export: a file that turned into a
+	 * directory is what makes the kernel mark the inode bad, after which
+	 * every read and write of its open handles fails with EIO instead of
+	 * still reaching the image (fuse_export_revoke_passthrough).
+	 */
+	if (atomic_load(&fe->revoking))
+		out->attr.mode = S_IFDIR | 0500;
 	out->attr.nlink = 1;
 	out->attr.uid = atomic_load(&fe->st_uid);
 	out->attr.gid = atomic_load(&fe->st_gid);
@@ -153,7 +161,9 @@ static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 		 * name only: FOPEN_DIRECT_IO overrides it for read and write,
 		 * so their I/O comes here and keeps the export's semantics (a
 		 * write past the end fails, which the kernel would not
-		 * enforce).  Their shared mmaps do go to the image directly,
+		 * enforce) -- unless the export is growable, where a write
+		 * past the end must grow the image, which is what the
+		 * kernel does.  Their shared mmaps do go to the image directly,
 		 * checked against this handle's access mode, not the backing
 		 * fd's: so a read-only export hands out no such handle at all
 		 * (only CAP_DAC_OVERRIDE could ask for one), and a writable
@@ -165,7 +175,7 @@ static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 		}
 		out->open_flags = FOPEN_PASSTHROUGH;
 		out->backing_id = fe->backing_id;
-		if (wants_write)
+		if (wants_write && !fe->pt_writes)
 			out->open_flags |= FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
 	}
 	fe->open_handles++;
@@ -426,7 +436,12 @@ static void fuse_export_backing_open(struct fuse_thread *t)
 	}
 	fe->backing_id = id;
 	fe->backing_dev_fd = t->fd;
-	if (fe->common.writable)
+	if (fe->pt_writes)
+		fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
+				       "the kernel serves reads and writes from the image "
+				       "directly (growable: a write past the end grows the "
+				       "image, as it would here)");
+	else if (fe->common.writable)
 		fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
 				       "the kernel serves reads from the image directly; "
 				       "handles open for writing are served in userspace (a "

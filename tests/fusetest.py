@@ -126,3 +126,30 @@ def expect_errno(err, fn, *args):
     with pytest.raises(OSError) as exc:
         fn(*args)
     assert exc.value.errno == err, "expected %s, got %r" % (errno.errorcode[err], exc.value)
+
+
+def kernel_has_passthrough(info):
+    """Skip (loudly) where the kernel cannot pass through at all."""
+    if info["x-data-path"] != "passthrough" and "FUSE_PASSTHROUGH" in info["x-data-path-reason"]:
+        pytest.skip("this kernel has no FUSE passthrough: %s" % info["x-data-path-reason"])
+
+
+# The two ways a writer's data reaches the image: through the daemon, or
+# (growable exports with passthrough: on) through the kernel directly.
+WRITE_PATHS = {
+    "userspace": {"writable": True, "passthrough": "off"},
+    "kernel": {"writable": True, "growable": True, "passthrough": "on"},
+}
+
+
+def add_writable_export(qmp, exp_id, node, mountpoint, write_path, **opts):
+    """An export whose writes take `write_path`; skips if the kernel cannot."""
+    add_export(qmp, exp_id, node, mountpoint, **WRITE_PATHS[write_path], **opts)
+    info = export_info(qmp, exp_id)
+    if write_path == "kernel":
+        kernel_has_passthrough(info)
+        assert info["x-data-path"] == "passthrough", info["x-data-path-reason"]
+        assert "writes" in info["x-data-path-reason"], info["x-data-path-reason"]
+    else:
+        assert info["x-data-path"] == "userspace", info["x-data-path-reason"]
+    return info

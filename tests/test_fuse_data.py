@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from fusetest import (add_export, add_file_node, del_export, export_cleanup, mounted,
-                      need, random_image, wait_deleted)
+from fusetest import (WRITE_PATHS, add_export, add_file_node, add_writable_export,
+                      del_export, export_cleanup, mounted, need, random_image, wait_deleted)
 
 MiB = 1 << 20
 
@@ -23,14 +23,20 @@ def fio(*args, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(params=sorted(WRITE_PATHS))
+def write_path(request):
+    """Writes through the daemon, or (growable passthrough) the kernel's."""
+    return request.param
+
+
 @pytest.mark.parametrize("threads", [1, 4])
-def test_random_writes_fsync_then_compare(qmp, tmp_path, mp, threads):
+def test_random_writes_fsync_then_compare(qmp, tmp_path, mp, threads, write_path):
     img = random_image(tmp_path / "t.raw", 16 * MiB, seed=3)
     ref = bytearray(img.read_bytes())
     add_file_node(qmp, "f", img)
     rnd = random.Random(7)
     try:
-        add_export(qmp, "e", "f", mp, writable=True, num_threads=threads)
+        add_writable_export(qmp, "e", "f", mp, write_path, num_threads=threads)
         fd = os.open(mp, os.O_RDWR)
         try:
             for i in range(400):
@@ -50,14 +56,14 @@ def test_random_writes_fsync_then_compare(qmp, tmp_path, mp, threads):
     assert img.read_bytes() == bytes(ref)
 
 
-def test_fio_verify_iodepth16(qmp, tmp_path, mp):
+def test_fio_verify_iodepth16(qmp, tmp_path, mp, write_path):
     need("fio")
     img = tmp_path / "t.raw"
     with open(img, "wb") as f:
         f.truncate(64 * MiB)
     add_file_node(qmp, "f", img)
     try:
-        add_export(qmp, "e", "f", mp, writable=True, num_threads=4)
+        add_writable_export(qmp, "e", "f", mp, write_path, num_threads=4)
         r = fio("--name=verify", "--filename=%s" % mp, "--ioengine=libaio", "--direct=1",
                 "--iodepth=16", "--rw=randwrite", "--bs=4k", "--size=32M",
                 "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
@@ -142,14 +148,15 @@ def test_qmp_responsive_while_saturated(daemon, qmp, tmp_path, mp):
         export_cleanup(qmp, mp)
 
 
-def test_delete_while_fio_runs(daemon, qmp, tmp_path, mp):
+def test_delete_while_fio_runs(daemon, qmp, tmp_path, mp, write_path):
+    """Also: passthrough handles stop reaching the image once it is deleted."""
     need("fio")
     img = tmp_path / "t.raw"
     with open(img, "wb") as f:
         f.truncate(64 * MiB)
     add_file_node(qmp, "f", img)
     try:
-        add_export(qmp, "e", "f", mp, writable=True)
+        add_writable_export(qmp, "e", "f", mp, write_path)
         proc = subprocess.Popen(["fio", "--name=load", "--filename=%s" % mp,
                                  "--ioengine=libaio", "--direct=1", "--iodepth=16",
                                  "--rw=randrw", "--bs=4k", "--time_based", "--runtime=20"],

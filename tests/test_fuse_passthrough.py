@@ -9,8 +9,9 @@ import subprocess
 
 import pytest
 
-from fusetest import (QMPError, add_export, add_file_node, del_export, export_cleanup,
-                      export_info, mounted, need, random_image)
+from fusetest import (QMPError, add_export, add_file_node, add_writable_export, del_export,
+                      export_cleanup, export_info, kernel_has_passthrough, mounted, need,
+                      random_image)
 
 MiB = 1 << 20
 
@@ -34,11 +35,6 @@ def loopdev(img):
         yield dev
     finally:
         subprocess.run(["losetup", "-d", dev], check=False)
-
-
-def kernel_has_passthrough(info):
-    if info["x-data-path"] != "passthrough" and "FUSE_PASSTHROUGH" in info["x-data-path-reason"]:
-        pytest.skip("this kernel has no FUSE passthrough: %s" % info["x-data-path-reason"])
 
 
 def test_readonly_file_served_by_kernel(qmp, img, mp):
@@ -199,7 +195,8 @@ def test_block_device_userspace_off(qmp, img, loopdev, mp):
 
 @pytest.mark.parametrize("case,opts,reason", [
     ("off", {"passthrough": "off"}, "passthrough: off"),
-    ("growable", {"writable": True, "growable": True}, "growable"),
+    ("growable", {"writable": True, "growable": True},
+     "passthrough of its reads and writes needs 'passthrough': 'on'"),
     ("writable", {"writable": True}, "needs 'passthrough': 'on'"),
 ])
 def test_fallback_reasons(qmp, img, mp, case, opts, reason):
@@ -239,14 +236,90 @@ def test_raw_over_whole_file_passes_through(qmp, img, mp):
         export_cleanup(qmp, mp)
 
 
-def test_on_refuses_when_not_possible(qmp, img, mp):
+@pytest.mark.parametrize("case,node,opts,reason", [
+    ("window", {"driver": "raw", "offset": MiB}, {}, "offset"),
+    ("growable-writethrough", None, {"writable": True, "growable": True, "writethrough": True},
+     "writethrough"),
+    ("growable-detect-zeroes", {"driver": "raw", "detect-zeroes": "on"},
+     {"writable": True, "growable": True}, "detect-zeroes"),
+])
+def test_on_refuses_when_not_possible(qmp, img, mp, case, node, opts, reason):
     add_file_node(qmp, "f", img)
+    name = "f"
+    if node:
+        qmp.cmd("blockdev-add", file="f", **{"node-name": "r"}, **node)
+        name = "r"
     with pytest.raises(QMPError) as exc:
-        add_export(qmp, "e", "f", mp, writable=True, growable=True, passthrough="on")
+        add_export(qmp, "e", name, mp, passthrough="on", **opts)
     assert exc.value.desc.startswith("Cannot use FUSE passthrough for export 'e': ")
-    assert "growable" in exc.value.desc
+    assert reason in exc.value.desc
     assert not mounted(mp)
     assert qmp.cmd("query-block-exports") == []
+
+
+def test_growable_writes_go_through_the_kernel(qmp, img, mp):
+    """Growable + on: the kernel writes the image, and a write past the end
+    grows it, as the daemon would; truncate, fsync and the size stay ours."""
+    add_file_node(qmp, "f", img)
+    size = os.stat(img).st_size
+    try:
+        add_writable_export(qmp, "e", "f", mp, "kernel")
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            assert os.pwrite(fd, b"k" * 8192, MiB) == 8192
+            assert img.read_bytes()[MiB:MiB + 8192] == b"k" * 8192
+            assert os.pwrite(fd, b"g" * 4096, size + 4096) == 4096
+            assert os.stat(img).st_size == size + 8192
+            assert os.fstat(fd).st_size == size + 8192
+            # The daemon sees the new size too (GETATTR asks the file).
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            assert os.stat(mp).st_size == size + 8192
+            os.fsync(fd)
+            stats = export_info(qmp, "e")["x-stats"]
+            assert stats["flush"]["requests"] >= 1
+            # Passed-through writes are not ours to count, and say so.
+            assert stats["write"]["requests"] == 0
+            os.ftruncate(fd, size)
+            assert os.stat(img).st_size == size
+        finally:
+            os.close(fd)
+        del_export(qmp, "e")
+    finally:
+        export_cleanup(qmp, mp)
+
+
+@pytest.mark.parametrize("write_path", ["read-only", "kernel"])
+def test_hard_delete_revokes_passthrough_handles(qmp, img, mp, write_path):
+    """A handle opened before a hard delete fails afterwards (as the seed's
+    do), instead of still reading or writing the image in the kernel."""
+    add_file_node(qmp, "f", img)
+    before = img.read_bytes()
+    try:
+        if write_path == "kernel":
+            add_writable_export(qmp, "e", "f", mp, "kernel")
+        else:
+            add_export(qmp, "e", "f", mp)
+            kernel_has_passthrough(export_info(qmp, "e"))
+        fd = os.open(mp, os.O_RDWR if write_path == "kernel" else os.O_RDONLY)
+        try:
+            assert os.pread(fd, 4096, 0) == before[:4096]
+            del_export(qmp, "e", mode="hard")
+            assert not mounted(mp)
+            with pytest.raises(OSError) as exc:
+                os.pread(fd, 4096, 0)
+            assert exc.value.errno == errno.EIO
+            if write_path == "kernel":
+                with pytest.raises(OSError) as exc:
+                    os.pwrite(fd, b"x" * 4096, 0)
+                assert exc.value.errno == errno.EIO
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass    # close() reports the revoked inode's EIO too
+    finally:
+        export_cleanup(qmp, mp)
+    assert img.read_bytes() == before
 
 
 def test_safe_delete_counts_passthrough_handles(qmp, img, mp):

@@ -325,6 +325,31 @@ static void test_passthrough(void)
 	free(img);
 }
 
+/* Once the kernel may write the file, a growth behind our back is seen. */
+static void test_passthrough_writes_refresh_length(void)
+{
+	char *img = test_image("ptw.img", 65536);
+	struct block_passthrough pt = { .writes = false };
+	const char *why = NULL;
+	int fd;
+
+	ADD_OK("{\"driver\":\"file\",\"node-name\":\"f\",\"filename\":\"%s\"}", img);
+	fd = open(img, O_RDWR);
+	CHECK(fd >= 0);
+	/* Read-only passthrough: the cached length stays (nobody else writes). */
+	CHECK_EQ(block_node_get_passthrough(node("f"), &pt, &why), 0);
+	CHECK_EQ(ftruncate(fd, 131072), 0);
+	CHECK_EQ(block_node_length(node("f")), 65536);
+	pt.writes = true;
+	CHECK_EQ(block_node_get_passthrough(node("f"), &pt, &why), 0);
+	CHECK_EQ(block_node_length(node("f")), 131072);
+	CHECK_EQ(ftruncate(fd, 196608), 0);
+	CHECK_EQ(block_node_length(node("f")), 196608);
+	close(fd);
+	test_del("f");
+	free(img);
+}
+
 /* ---- O_DIRECT with unaligned requests, from several threads ---- */
 
 struct direct_job {
@@ -370,7 +395,7 @@ static void test_direct_unaligned(void)
 	bs = node("d");
 	CHECK(bs->direct);
 	{
-		struct block_passthrough pt;
+		struct block_passthrough pt = { .writes = false };
 		const char *why = NULL;
 
 		CHECK_EQ(block_node_get_passthrough(bs, &pt, &why), -ENOTSUP);
@@ -560,7 +585,7 @@ static void test_block_device(void)
 	char *dev = loop_setup(img);
 	struct block_node *bs;
 	unsigned char *buf = xmalloc(MiB);
-	struct block_passthrough pt;
+	struct block_passthrough pt = { .writes = false };
 	const char *why;
 	uint64_t pnum;
 
@@ -640,6 +665,7 @@ static const struct unit_test tests[] = {
 	{ "block status from SEEK_DATA/SEEK_HOLE", test_block_status },
 	{ "truncate", test_truncate },
 	{ "passthrough fd", test_passthrough },
+	{ "passthrough writes: length follows the file", test_passthrough_writes_refresh_length },
 	{ "O_DIRECT unaligned, concurrent", test_direct_unaligned },
 	{ "parallel buffered writes", test_parallel_writes },
 	{ "ENOSPC on a full tmpfs", test_enospc },

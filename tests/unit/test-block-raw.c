@@ -70,7 +70,7 @@ static void test_window(void)
 	char *img = test_image("win.img", MiB);
 	struct block_node *r, *f;
 	unsigned char buf[16384];
-	struct block_passthrough pt;
+	struct block_passthrough pt = { .writes = false };
 	const char *why = NULL;
 	uint64_t pnum;
 
