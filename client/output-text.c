@@ -151,6 +151,18 @@ static bool list_has(json_t *list, const char *s)
 	return false;
 }
 
+/* Append "*" to a count cell if the export's stats do not count `op`. */
+static bool mark_uncounted(json_t *export_stats, const char *op, char *cell, size_t size)
+{
+	size_t l = strlen(cell);
+
+	if (!list_has(json_object_get(export_stats, "uncounted"), op))
+		return false;
+	if (l + 1 < size)
+		memcpy(cell + l, "*", 2);
+	return true;
+}
+
 static json_t *stats_by_id(json_t *stats, const char *id)
 {
 	size_t i;
@@ -206,19 +218,17 @@ static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 			fmt_size(json_object_get(wr, "bytes"), wrbytes, sizeof(wrbytes)),
 		};
 
-		/* Reads the kernel served itself are missing: mark the count. */
-		if (row[9] && list_has(json_object_get(st, "uncounted"), "read")) {
-			size_t l = strlen(rdops);
-
-			if (l + 1 < sizeof(rdops))
-				memcpy(rdops + l, "*", 2);
+		/* What the kernel served itself is missing: mark the counts. */
+		if (row[9] && mark_uncounted(st, "read", rdops, sizeof(rdops)))
 			uncounted = true;
-		}
+		if (row[11] && mark_uncounted(st, "write", wrops, sizeof(wrops)))
+			uncounted = true;
 		table_add_row(&t, row);
 	}
 	table_print(&t);
 	if (uncounted && !output_quiet)
-		printf("* not counting the reads that the kernel serves itself (FUSE passthrough)\n");
+		printf("* not counting the requests that the kernel serves itself "
+		       "(FUSE passthrough)\n");
 }
 
 /* One line per operation: ops, bytes, errors and latencies. */
@@ -268,12 +278,8 @@ static void text_stats(json_t *stats)
 		if (json_integer_value(json_object_get(o, "requests")) == 0)
 			for (int c = 4; c < 9; c++)
 				row[c] = "-";
-		if (list_has(uncounted, ops[k]) && row[1]) {
-			size_t l = strlen(cells[0]);
-
-			if (l + 1 < sizeof(cells[0]))
-				memcpy(cells[0] + l, "*", 2);
-		}
+		if (row[1])
+			mark_uncounted(st, ops[k], cells[0], sizeof(cells[0]));
 		table_add_row(&t, row);
 	}
 	table_print(&t);

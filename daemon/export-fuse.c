@@ -35,20 +35,24 @@
  *   after close() returns, so in_use() waits a short grace period for the
  *   count to drop before it answers "in use".
  * - Passthrough (kernel 6.9+): where the node is a whole regular file
- *   (block_node_get_passthrough) and the export is not growable, INIT
- *   negotiates FUSE_PASSTHROUGH, the image is registered with
- *   FUSE_DEV_IOC_BACKING_OPEN (a read-only fd of its own) and OPEN answers
- *   FOPEN_PASSTHROUGH: reads never reach us.  Writable exports only with
- *   passthrough: on; their handles that may write get FOPEN_PASSTHROUGH |
- *   FOPEN_DIRECT_IO: the kernel insists that all handles of a passthrough
- *   inode are passthrough, but DIRECT_IO sends their reads and writes
- *   here, because a passthrough write past the end would grow the image
- *   (nothing in the kernel bounds it) where a fixed-size export must
- *   refuse it.  What DIRECT_IO does not cover is a shared writable mmap:
- *   the kernel maps it onto the image itself, and it outlives a hard
- *   delete; hence "on", not "auto", for writable exports, and no write
- *   handles at all on read-only passthrough exports.  The kernel takes
- *   regular files only as backing files: block devices stay here.
+ *   (block_node_get_passthrough), INIT negotiates FUSE_PASSTHROUGH, the
+ *   image is registered with FUSE_DEV_IOC_BACKING_OPEN (an fd of its own)
+ *   and OPEN answers FOPEN_PASSTHROUGH: reads never reach us.  Writable
+ *   exports only with passthrough: on.  On a fixed-size export, handles
+ *   that may write get FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO: the kernel
+ *   insists that all handles of a passthrough inode are passthrough, but
+ *   DIRECT_IO sends their reads and writes here, because a passthrough
+ *   write past the end would grow the image (nothing in the kernel bounds
+ *   it: backing_file_write_iter applies only the backing file system's
+ *   limits) where a fixed-size export must refuse it.  On a growable
+ *   export growing is right, so writers are passed through as well and
+ *   the file node asks the file for its length from then on.  What
+ *   neither covers is a shared writable mmap: the kernel maps it onto the
+ *   image itself, and it outlives a hard delete; hence "on", not "auto",
+ *   for writable exports, and no write handles at all on read-only
+ *   passthrough exports.  Teardown revokes the other handles (see
+ *   fuse_export_revoke_passthrough).  The kernel takes regular files only
+ *   as backing files: block devices stay here.
  * - FUSE over io_uring ('io-uring': true, Linux 6.14+ with the fuse
  *   module's enable_uring): INIT negotiates FUSE_OVER_IO_URING, then
  *   create() starts export-fuse-uring.c's ring threads and fails the

@@ -340,3 +340,24 @@ def test_safe_delete_counts_passthrough_handles(qmp, img, mp):
         assert not mounted(mp)
     finally:
         export_cleanup(qmp, mp)
+
+
+def test_shutdown_revokes_passthrough_handles(daemon, qmp, img, mp):
+    """SIGTERM with a growable passthrough export still open for writing: the
+    daemon exits at once, and the handle can no longer write the image."""
+    add_file_node(qmp, "f", img)
+    before = img.read_bytes()
+    add_writable_export(qmp, "e", "f", mp, "kernel")
+    fd = os.open(mp, os.O_RDWR)
+    try:
+        assert daemon.stop(timeout=10) == 0
+        assert not mounted(mp)
+        with pytest.raises(OSError) as exc:
+            os.pwrite(fd, b"x" * 4096, 0)
+        assert exc.value.errno == errno.EIO
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    assert img.read_bytes() == before

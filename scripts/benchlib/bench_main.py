@@ -143,7 +143,7 @@ def make_targets(args):
                                        dict(exportd_opts, passthrough="on"),
                                        formats=("raw",), buffered=None,
                                        expect_path="passthrough", file_opts=file_opts,
-                                       disk_writer=True))
+                                       disk_writer=True, write_opts={"growable": True}))
         elif tid == QSD:
             out.append(QmpDaemonTarget(QSD, "qsd", args.qsd))
         elif tid == FUSEPT:

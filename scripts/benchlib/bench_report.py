@@ -216,8 +216,10 @@ def sections(jobs, res, labels):
             rows.append([j.label, "buffered" if j.buffered else "O_DIRECT", j.unit,
                          fmt_value(e), fmt_value(d), fmt_ratio(ratio(e, d)),
                          fmt_ratio(ratio(e, q))])
-        out.append(("kernel FUSE passthrough (issue 8): export vs the image read the same way",
-                    headers, rows))
+        # Write rows use a growable export: the kernel passes writes through
+        # only where a write past the end may grow the image.
+        out.append(("kernel FUSE passthrough (issue 8): export vs the image accessed the same "
+                    "way; writes on a growable export", headers, rows))
     return out
 
 

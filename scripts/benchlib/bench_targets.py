@@ -122,8 +122,11 @@ class QmpDaemonTarget(Target):
 
     def __init__(self, tid, label, binary, export_opts=None, formats=("raw", "qcow2"),
                  buffered=False, expect_path=None, soft_opts=(), file_opts=None,
-                 disk_writer=False):
+                 disk_writer=False, write_opts=None):
         super().__init__()
+        # Export options of the jobs that write (exportd-pt: growable, the
+        # only kind of export whose writes the kernel may pass through).
+        self.write_opts = dict(write_opts or {})
         self.disk_writer = disk_writer
         self.id = tid
         self.label = label
@@ -183,6 +186,8 @@ class QmpDaemonTarget(Target):
             args = {"type": "fuse", "id": "e", "node-name": node,
                     "mountpoint": self.mnt, "writable": job.writes}
             args.update(self.export_opts)
+            if job.writes:
+                args.update(self.write_opts)
             step = "block-export-add"
             for o in self.dropped:
                 args.pop(o, None)
@@ -202,9 +207,14 @@ class QmpDaemonTarget(Target):
             exports = self.qmp.cmd("query-block-exports") or []
             self.info = exports[0] if exports else {}
             path = self.info.get("x-data-path")
+            reason = self.info.get("x-data-path-reason", "no reason")
             if self.expect_path and path is not None and self.expect_path not in path:
                 raise TargetError("export uses the %s data path, not %s (%s)" % (
-                    path, self.expect_path, self.info.get("x-data-path-reason", "no reason")))
+                    path, self.expect_path, reason))
+            if self.expect_path and path is not None and job.writes and self.write_opts \
+                    and "writes" not in reason:
+                raise TargetError("the kernel does not pass this export's writes "
+                                  "through (%s)" % reason)
         except (QMPError, OSError, ConnectionError, ValueError, TargetError) as e:
             self.stop()
             if isinstance(e, TargetError):
@@ -259,6 +269,7 @@ class QmpDaemonTarget(Target):
         for o in self.dropped:
             opts.pop(o, None)
         opts.update(("file." + k, v) for k, v in self.file_opts.items())
+        opts.update(("writes: " + k, v) for k, v in self.write_opts.items())
         s = ", ".join("%s=%s" % kv for kv in sorted(opts.items()))
         return "%s (%s)%s" % (self.label, self.binary, " " + s if s else "")
 
