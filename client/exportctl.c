@@ -317,6 +317,11 @@ static int cmd_add(struct ctl *ctl)
 	if (res->set[OPT_ALLOW_OTHER])
 		json_object_set_new(args, "allow-other",
 				    json_string(res->value[OPT_ALLOW_OTHER]));
+	if (res->set[OPT_PASSTHROUGH])
+		json_object_set_new(args, "passthrough",
+				    json_string(res->value[OPT_PASSTHROUGH]));
+	if (res->set[OPT_IO_URING])
+		json_object_set_new(args, "io-uring", json_true());
 	ret = qmp_try(ctl, "block-export-add", args, &err);
 	if (!ret)
 		goto fail;

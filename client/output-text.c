@@ -174,13 +174,26 @@ static json_t *stats_by_id(json_t *stats, const char *id)
 	return NULL;
 }
 
-#define EXPORT_COLS 9
+#define EXPORT_COLS 10
 #define EXPORT_STATS_COLS 4
+
+/* Under the table: why each export's I/O takes the path it takes. */
+static void text_data_path_reasons(json_t *exports)
+{
+	size_t i;
+	json_t *e;
+
+	printf("\n");
+	json_array_foreach(exports, i, e)
+		printf("%s: %s: %s\n", json_string_value(json_object_get(e, "id")) ?: "?",
+		       json_string_value(json_object_get(e, "x-data-path")) ?: "?",
+		       json_string_value(json_object_get(e, "x-data-path-reason")) ?: "?");
+}
 
 static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 {
 	static const char *const head[] = { "ID", "MOUNTPOINT", "NODE", "FORMAT", "IMAGE",
-		"SIZE", "WRITABLE", "GROWABLE", "ALLOW-OTHER",
+		"SIZE", "WRITABLE", "GROWABLE", "ALLOW-OTHER", "DATA-PATH",
 		"RD-OPS", "RD-BYTES", "WR-OPS", "WR-BYTES" };
 	struct table t = { .ncols = EXPORT_COLS + (stats ? EXPORT_STATS_COLS : 0) };
 	bool uncounted = false;
@@ -212,6 +225,7 @@ static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 			yesno(json_object_get(e, "x-writable")),
 			yesno(json_object_get(e, "x-growable")),
 			yesno(json_object_get(e, "x-allow-other")),
+			json_string_value(json_object_get(e, "x-data-path")) ?: "-",
 			fmt_count(json_object_get(rd, "requests"), rdops, sizeof(rdops)),
 			fmt_size(json_object_get(rd, "bytes"), rdbytes, sizeof(rdbytes)),
 			fmt_count(json_object_get(wr, "requests"), wrops, sizeof(wrops)),
@@ -219,9 +233,9 @@ static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 		};
 
 		/* What the kernel served itself is missing: mark the counts. */
-		if (row[9] && mark_uncounted(st, "read", rdops, sizeof(rdops)))
+		if (row[10] && mark_uncounted(st, "read", rdops, sizeof(rdops)))
 			uncounted = true;
-		if (row[11] && mark_uncounted(st, "write", wrops, sizeof(wrops)))
+		if (row[12] && mark_uncounted(st, "write", wrops, sizeof(wrops)))
 			uncounted = true;
 		table_add_row(&t, row);
 	}
@@ -229,6 +243,8 @@ static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 	if (uncounted && !output_quiet)
 		printf("* not counting the requests that the kernel serves itself "
 		       "(FUSE passthrough)\n");
+	if (!output_quiet)
+		text_data_path_reasons(exports);
 }
 
 /* One line per operation: ops, bytes, errors and latencies. */

@@ -41,6 +41,11 @@ const struct ctl_option ctl_options[] = {
 	{ OPT_ALLOW_OTHER, "allow-other", 0, ARG_OPTIONAL, "on|off|auto",
 	  onoffauto_values, "on",
 	  "let other users access the file (bare: on; default: auto)" },
+	{ OPT_PASSTHROUGH, "passthrough", 0, ARG_REQUIRED, "on|off|auto", onoffauto_values,
+	  NULL, "let the kernel serve I/O of a whole raw file itself (default auto: reads "
+	  "of read-only exports; on: writable ones too, writes as well if --growable)" },
+	{ OPT_IO_URING, "io-uring", 0, ARG_NONE, NULL, NULL, NULL,
+	  "serve requests over FUSE-over-io_uring (Linux 6.14+, enable_uring on)" },
 	{ OPT_ID, "id", 0, ARG_REQUIRED, "ID", NULL, NULL,
 	  "export id (default: from the mountpoint's name)" },
 	{ OPT_HARD, "hard", 0, ARG_NONE, NULL, NULL, NULL,
@@ -61,7 +66,8 @@ static const enum ctl_opt global_opts[] = {
 };
 static const enum ctl_opt add_opts[] = {
 	OPT_FUSE, OPT_MOUNTPOINT, OPT_IMAGE, OPT_NODE, OPT_FORMAT, OPT_WRITABLE,
-	OPT_READ_ONLY, OPT_GROWABLE, OPT_ALLOW_OTHER, OPT_ID, OPT__COUNT
+	OPT_READ_ONLY, OPT_GROWABLE, OPT_ALLOW_OTHER, OPT_PASSTHROUGH, OPT_IO_URING, OPT_ID,
+	OPT__COUNT
 };
 static const enum ctl_opt del_opts[] = { OPT_HARD, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt events_opts[] = { OPT_FOLLOW, OPT_TIMEOUT, OPT__COUNT };

@@ -258,7 +258,7 @@ def test_add_raw_image_then_list_and_del(daemon, qmp, fuse, tmp_path, raw_image)
     r = ok(daemon, "list")
     header, row = r.stdout.splitlines()[:2]
     assert header.split() == ["ID", "MOUNTPOINT", "NODE", "FORMAT", "IMAGE", "SIZE",
-                              "WRITABLE", "GROWABLE", "ALLOW-OTHER"]
+                              "WRITABLE", "GROWABLE", "ALLOW-OTHER", "DATA-PATH"]
     assert row.split()[:6] == ["disk", str(mp), "disk-fmt", "raw", raw_image, "4"]
     assert row.split()[7] == "no"   # writable
 
@@ -665,7 +665,7 @@ def test_list_shows_writable_growable_allow_other(daemon, fuse, tmp_path, raw_im
        "--writable", "--growable", "--allow-other", "off")
     row = ok(daemon, "list").stdout.splitlines()[1].split()
     assert row[0] == "g"
-    assert row[-3:] == ["yes", "yes", "no"]
+    assert row[-4:] == ["yes", "yes", "no", "userspace"]
     (e,) = json.loads(ok(daemon, "--json", "list").stdout)
     assert (e.get("x-writable"), e.get("x-growable"), e.get("x-allow-other")) == \
         (True, True, False)
@@ -675,3 +675,33 @@ def test_list_shows_writable_growable_allow_other(daemon, fuse, tmp_path, raw_im
         f.write(b"tail")
     assert os.path.getsize(raw_image) >= 4 * MiB + 4
     ok(daemon, "del", "g")
+
+
+@pytest.mark.parametrize("opts,path,why", [
+    ([], "passthrough", "the kernel serves reads from the image directly"),
+    (["--passthrough", "off"], "userspace", "disabled (passthrough: off)"),
+    (["--writable", "--growable", "--passthrough", "on"], "passthrough",
+     "the kernel serves reads and writes"),
+])
+def test_list_says_data_path_and_why(daemon, qmp, fuse, tmp_path, raw_image, opts, path, why):
+    mp = tmp_path / "p.raw"
+    ok(daemon, "-q", "add", "--mountpoint", str(mp), "--image", raw_image, *opts)
+    (e,) = qmp.cmd("query-block-exports")
+    if e["x-data-path"] != path and "FUSE_PASSTHROUGH" in e["x-data-path-reason"]:
+        ok(daemon, "del", "--hard", "p")
+        pytest.skip("this kernel has no FUSE passthrough: " + e["x-data-path-reason"])
+    lines = ok(daemon, "list").stdout.splitlines()
+    assert lines[0].split()[-1] == "DATA-PATH"
+    assert lines[1].split()[-1] == path
+    assert lines[2] == ""
+    assert lines[3].startswith("p: %s: %s" % (path, why)), lines[3]
+    assert ok(daemon, "-q", "list").stdout.splitlines()[1:] == [lines[1]]
+    ok(daemon, "del", "--hard", "p")
+
+
+def test_add_passthrough_value_is_checked(daemon, tmp_path, raw_image):
+    r = exportctl(daemon, "add", "--mountpoint", str(tmp_path / "x.raw"), "--image",
+                  raw_image, "--passthrough", "sometimes")
+    assert r.returncode == 2
+    assert r.stderr.startswith("exportctl: invalid value 'sometimes' for --passthrough "
+                               "(valid: on, off, auto)\n"), r.stderr
