@@ -279,6 +279,8 @@ def test_growable_writes_go_through_the_kernel(qmp, img, mp):
             assert stats["flush"]["requests"] >= 1
             # Passed-through writes are not ours to count, and say so.
             assert stats["write"]["requests"] == 0
+            (own,) = qmp.cmd("x-query-export-stats", id="e")
+            assert sorted(own["uncounted"]) == ["read", "write"]
             os.ftruncate(fd, size)
             assert os.stat(img).st_size == size
         finally:
