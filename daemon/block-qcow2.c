@@ -1374,6 +1374,17 @@ static void qcow2_query(struct block_node *bs, json_t *info)
 		json_object_set_new(image, "backing-filename", json_string(s->hdr.backing_file));
 }
 
+/* Never: the kernel can only map export offsets 1:1 onto a file. */
+static int qcow2_get_passthrough(struct block_node *bs, struct block_passthrough *pt,
+				 const char **why)
+{
+	(void)bs;
+	(void)pt;
+	*why = "the node is a qcow2 image, whose clusters lie wherever its tables say "
+	       "(the kernel passes through raw files only)";
+	return -ENOTSUP;
+}
+
 const struct block_driver block_driver_qcow2 = {
 	.name = "qcow2",
 	.is_format = true,
@@ -1390,4 +1401,5 @@ const struct block_driver block_driver_qcow2 = {
 	.write_zeroes = qcow2_write_zeroes,
 	.truncate = qcow2_truncate,
 	.block_status = qcow2_block_status,
+	.get_passthrough = qcow2_get_passthrough,
 };

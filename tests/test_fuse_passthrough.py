@@ -364,3 +364,24 @@ def test_shutdown_revokes_passthrough_handles(daemon, qmp, img, mp):
     finally:
         assert_revoked_and_close(fd, True)
     assert img.read_bytes() == before
+
+
+def test_qcow2_reason(qmp, tmp_path, mp):
+    need("qemu-img")
+    img = tmp_path / "t.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(img), "16M"], check=True)
+    add_file_node(qmp, "f", img)
+    qmp.cmd("blockdev-add", driver="qcow2", file="f", **{"node-name": "q"})
+    try:
+        add_export(qmp, "e", "q", mp)
+        info = export_info(qmp, "e")
+        assert info["x-data-path"] == "userspace"
+        assert info["x-data-path-reason"].startswith("the node is a qcow2 image"), info
+        mp2 = mp.with_name("mp2")
+        mp2.touch()
+        with pytest.raises(QMPError) as exc:
+            add_export(qmp, "e2", "q", mp2, passthrough="on")
+        assert "qcow2 image" in exc.value.desc
+        assert not mounted(mp2)
+    finally:
+        export_cleanup(qmp, mp)
