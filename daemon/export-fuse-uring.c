@@ -39,7 +39,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,7 +360,6 @@ static int fuse_ring_clone_fd(struct fuse_export *fe, struct error **errp)
 int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 {
 	struct fuse_ring *ring = xcalloc(1, sizeof(*ring));
-	sigset_t all, old;
 	int err;
 
 	ring->fe = fe;
@@ -402,23 +400,18 @@ int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 		}
 	}
 
-	/* Ring threads take no signals: the main loop handles them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (int i = 0; i < ring->nqueues; i++) {
 		struct fuse_ring_queue *q = &ring->queues[i];
 
 		export_ref(&fe->common);
-		err = pthread_create(&q->tid, NULL, fuse_ring_thread_run, q);
+		err = thread_create_without_signals(&q->tid, fuse_ring_thread_run, q);
 		if (err) {
 			export_unref(&fe->common);
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			error_setg_errno(errp, err, "Cannot start FUSE io_uring threads");
 			return -1;
 		}
 		q->started = true;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
 	/* Setting up is quick; failures are reported at once. */
 	pthread_mutex_lock(&ring->lock);

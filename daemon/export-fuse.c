@@ -72,7 +72,6 @@
 #include <fuse_lowlevel.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -471,7 +470,6 @@ static int fuse_export_default_threads(void)
 
 static int fuse_export_start_threads(struct fuse_export *fe, struct error **errp)
 {
-	sigset_t all, old;
 	int session_fd = fuse_session_fd(fe->se);
 	void *p;
 
@@ -497,41 +495,60 @@ static int fuse_export_start_threads(struct fuse_export *fe, struct error **errp
 			return -1;
 		}
 	}
-	/* Request threads take no signals: the main loop handles them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (int i = 0; i < fe->num_threads; i++) {
 		struct fuse_thread *t = &fe->threads[i];
 		int err;
 
 		export_ref(&fe->common);
-		err = pthread_create(&t->tid, NULL, fuse_thread_run, t);
+		err = thread_create_without_signals(&t->tid, fuse_thread_run, t);
 		if (err) {
 			export_unref(&fe->common);
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			error_setg_errno(errp, err, "Cannot start FUSE request threads");
 			return -1;
 		}
 		t->started = true;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return 0;
+}
+
+/*
+ * With fe->lock held: wait on fe->cond, at most ms, until done(fe);
+ * returns done(fe).  fe->cond is broadcast on INIT, halt, RELEASE and
+ * the end of a revocation.
+ */
+static bool fuse_export_wait_locked(struct fuse_export *fe, long ms,
+				    bool (*done)(const struct fuse_export *fe))
+{
+	struct timespec deadline;
+
+	deadline_after_ms(&deadline, ms);
+	while (!done(fe)) {
+		if (pthread_cond_timedwait(&fe->cond, &fe->lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	return done(fe);
+}
+
+static bool fuse_export_init_settled(const struct fuse_export *fe)
+{
+	return fe->initialized || fe->halted;
+}
+
+static bool fuse_export_no_handles(const struct fuse_export *fe)
+{
+	return fe->open_handles == 0;
+}
+
+static bool fuse_export_revoked(const struct fuse_export *fe)
+{
+	return fe->revoke_done;
 }
 
 /* Wait (bounded) for INIT so that queries report the settled data path. */
 static void fuse_export_wait_init(struct fuse_export *fe, long ms)
 {
-	struct timespec deadline;
-
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_nsec += ms % 1000 * 1000000L;
-	deadline.tv_sec += ms / 1000 + deadline.tv_nsec / 1000000000L;
-	deadline.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&fe->lock);
-	while (!fe->initialized && !fe->halted) {
-		if (pthread_cond_timedwait(&fe->cond, &fe->lock, &deadline) == ETIMEDOUT)
-			break;
-	}
+	fuse_export_wait_locked(fe, ms, fuse_export_init_settled);
 	pthread_mutex_unlock(&fe->lock);
 }
 
@@ -765,8 +782,6 @@ static void *fuse_revoke_run(void *opaque)
  */
 static void fuse_export_revoke_passthrough(struct fuse_export *fe)
 {
-	struct timespec deadline;
-	sigset_t all, old;
 	bool active;
 	int err;
 
@@ -776,27 +791,15 @@ static void fuse_export_revoke_passthrough(struct fuse_export *fe)
 	if (!active || !fe->mounted)
 		return;
 	atomic_store(&fe->revoking, true);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&fe->revoke_tid, NULL, fuse_revoke_run, fe);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = thread_create_without_signals(&fe->revoke_tid, fuse_revoke_run, fe);
 	if (err) {
 		log_warnx("export '%s': cannot revoke passthrough handles: %s", fe->common.id,
 			  strerror(err));
 		return;
 	}
 	fe->revoke_started = true;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += FUSE_EXPORT_REVOKE_WAIT_MS / 1000;
-	deadline.tv_nsec += FUSE_EXPORT_REVOKE_WAIT_MS % 1000 * 1000000L;
-	deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-	deadline.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&fe->lock);
-	while (!fe->revoke_done) {
-		if (pthread_cond_timedwait(&fe->cond, &fe->lock, &deadline) == ETIMEDOUT)
-			break;
-	}
-	if (!fe->revoke_done)
+	if (!fuse_export_wait_locked(fe, FUSE_EXPORT_REVOKE_WAIT_MS, fuse_export_revoked))
 		log_warnx("export '%s': request threads did not answer in time; open "
 			  "passthrough handles may outlive the export", fe->common.id);
 	pthread_mutex_unlock(&fe->lock);
@@ -821,20 +824,12 @@ static void fuse_export_delete(struct export *exp)
 static bool fuse_export_in_use(struct export *exp)
 {
 	struct fuse_export *fe = fuse_export_of(exp);
-	struct timespec deadline;
 	bool busy;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_nsec += FUSE_EXPORT_RELEASE_GRACE_MS * 1000000L;
-	deadline.tv_sec += deadline.tv_nsec / 1000000000L;
-	deadline.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&fe->lock);
 	/* RELEASE follows close() asynchronously: give it a moment. */
-	while (fe->open_handles > 0) {
-		if (pthread_cond_timedwait(&fe->cond, &fe->lock, &deadline) == ETIMEDOUT)
-			break;
-	}
-	busy = fe->open_handles > 0;
+	busy = !fuse_export_wait_locked(fe, FUSE_EXPORT_RELEASE_GRACE_MS,
+					fuse_export_no_handles);
 	pthread_mutex_unlock(&fe->lock);
 	return busy;
 }
