@@ -151,6 +151,14 @@ static bool list_has(json_t *list, const char *s)
 	return false;
 }
 
+/* Under a table with "*" counts: what the star means. */
+static void print_uncounted_footnote(void)
+{
+	if (!output_quiet)
+		printf("* not counting the requests that the kernel serves itself "
+		       "(FUSE passthrough)\n");
+}
+
 /* Append "*" to a count cell if the export's stats do not count `op`. */
 static bool mark_uncounted(json_t *export_stats, const char *op, char *cell, size_t size)
 {
@@ -240,9 +248,8 @@ static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 		table_add_row(&t, row);
 	}
 	table_print(&t);
-	if (uncounted && !output_quiet)
-		printf("* not counting the requests that the kernel serves itself "
-		       "(FUSE passthrough)\n");
+	if (uncounted)
+		print_uncounted_footnote();
 	if (!output_quiet)
 		text_data_path_reasons(exports);
 }
@@ -299,9 +306,8 @@ static void text_stats(json_t *stats)
 		table_add_row(&t, row);
 	}
 	table_print(&t);
-	if (json_array_size(uncounted) && !output_quiet)
-		printf("* not counting the requests that the kernel serves itself "
-		       "(FUSE passthrough)\n");
+	if (json_array_size(uncounted))
+		print_uncounted_footnote();
 }
 
 static void text_nodes(json_t *nodes)
