@@ -290,21 +290,22 @@ def test_growable_writes_go_through_the_kernel(qmp, img, mp):
         export_cleanup(qmp, mp)
 
 
-def assert_revoked_and_close(fd, writable):
+def assert_revoked(fd, writable):
     """The handle of a passthrough export that is gone fails with EIO."""
-    try:
+    with pytest.raises(OSError) as exc:
+        os.pread(fd, 4096, 0)
+    assert exc.value.errno == errno.EIO
+    if writable:
         with pytest.raises(OSError) as exc:
-            os.pread(fd, 4096, 0)
+            os.pwrite(fd, b"x" * 4096, 0)
         assert exc.value.errno == errno.EIO
-        if writable:
-            with pytest.raises(OSError) as exc:
-                os.pwrite(fd, b"x" * 4096, 0)
-            assert exc.value.errno == errno.EIO
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass    # close() reports the revoked inode's EIO too
+
+
+def close_revoked(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass    # close() reports the revoked inode's EIO too
 
 
 @pytest.mark.parametrize("write_path", ["read-only", "kernel"])
@@ -324,8 +325,9 @@ def test_hard_delete_revokes_passthrough_handles(qmp, img, mp, write_path):
             assert os.pread(fd, 4096, 0) == before[:4096]
             del_export(qmp, "e", mode="hard")
             assert not mounted(mp)
+            assert_revoked(fd, write_path == "kernel")
         finally:
-            assert_revoked_and_close(fd, write_path == "kernel")
+            close_revoked(fd)
     finally:
         export_cleanup(qmp, mp)
     assert img.read_bytes() == before
@@ -361,8 +363,9 @@ def test_shutdown_revokes_passthrough_handles(daemon, qmp, img, mp):
     try:
         assert daemon.stop(timeout=10) == 0
         assert not mounted(mp)
+        assert_revoked(fd, True)
     finally:
-        assert_revoked_and_close(fd, True)
+        close_revoked(fd)
     assert img.read_bytes() == before
 
 
