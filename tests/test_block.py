@@ -457,9 +457,11 @@ def qsd_exporting(qsd, tmp_path):
         try:
             qsd.cmd("block-export-del", id=eid)
         except QMPError:
-            pass
-    time.sleep(0.2)
-    unmount_all_under(str(tmp_path))
+            continue
+        # qsd unmounts when the export's last request is done, then says so.
+        qsd.wait_event("BLOCK_EXPORT_DELETED", timeout=10, match={"id": eid})
+    left = unmount_all_under(str(tmp_path))
+    assert not left, f"qemu-storage-daemon left FUSE mounts behind: {left}"
 
 
 def test_qsd_writable_export_refuses_our_writer(qmp, qsd_exporting, img, mnt, tmp_path):

@@ -6,17 +6,15 @@ so that the page cache neither hides nor merges requests)."""
 import json
 import mmap
 import os
-import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
 from fusetest import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
                       QMPError, add_export, add_file_node, del_export, export_cleanup,
                       export_info, fallocate, random_image)
-from harness import build_path
+from harness import QSD, QSD_MISSING, QMPClient, build_path, qsd_monitor
 
 MiB = 1 << 20
 OPS = ["read", "write", "flush", "discard", "zero", "other"]
@@ -196,38 +194,10 @@ def test_flush_discard_and_zero(qmp, export, mp):
     assert s["flush_operations"] == ops["flush"]["requests"]
 
 
-def qsd_blockstats_members():
+def qsd_blockstats_members(directory):
     """BlockStats and BlockDeviceStats members of the installed qsd 7.2."""
-    import shutil
-    import tempfile
-    if not shutil.which("qemu-storage-daemon"):
-        return None
-    d = tempfile.mkdtemp()
-    sock = os.path.join(d, "q.sock")
-    p = subprocess.Popen(["qemu-storage-daemon", "--chardev",
-                          f"socket,id=m,path={sock},server=on,wait=off",
-                          "--monitor", "chardev=m"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock):
-            if time.monotonic() > deadline or p.poll() is not None:
-                return None
-            time.sleep(0.02)
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(sock)
-        f = s.makefile("rw")
-        f.readline()
-        f.write('{"execute": "qmp_capabilities"}\n{"execute": "query-qmp-schema"}\n')
-        f.flush()
-        f.readline()
-        schema = json.loads(f.readline())["return"]
-        s.close()
-    finally:
-        p.kill()
-        p.wait()
-        shutil.rmtree(d, ignore_errors=True)
-    return members_of(schema, "query-blockstats")
+    with qsd_monitor(directory) as sock, QMPClient(sock) as c:
+        return members_of(c.cmd("query-qmp-schema"), "query-blockstats")
 
 
 def members_of(schema, command):
@@ -241,7 +211,7 @@ def members_of(schema, command):
     return outer, inner
 
 
-def test_query_blockstats_has_qemus_shape(qmp, export, mp):
+def test_query_blockstats_has_qemus_shape(qmp, export, mp, tmp_path):
     direct_io(mp, reads=[(0, 4096)], writes=[(8192, 4096)])
     [bs] = qmp.cmd("query-blockstats")
     assert bs["qdev"] == "e" and bs["node-name"] == "f" and bs["device"] == ""
@@ -258,10 +228,9 @@ def test_query_blockstats_has_qemus_shape(qmp, export, mp):
     assert {k for k, opt in inner.items() if not opt} <= set(s) <= set(inner)
     assert set(bs) <= set(outer)
     # ...and with qemu-storage-daemon 7.2's schema, member for member.
-    ref = qsd_blockstats_members()
-    if ref is None:
-        pytest.skip("qemu-storage-daemon is not installed: cannot compare with QEMU's shape")
-    ref_outer, ref_inner = ref
+    if QSD is None:
+        pytest.skip(QSD_MISSING)
+    ref_outer, ref_inner = qsd_blockstats_members(tmp_path)
     assert {k for k, opt in ref_inner.items() if not opt} <= set(s)
     assert set(s) <= set(ref_inner)
     assert set(bs) <= set(ref_outer)
