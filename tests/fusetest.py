@@ -12,12 +12,13 @@ import errno
 import os
 import random
 import shutil
+import signal
 import subprocess
 import time
 
 import pytest
 
-from harness import QMPError
+from harness import QMPError, wait_until
 
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -92,6 +93,62 @@ def export_info(qmp, exp_id):
     return None
 
 
+def wait_io_started(qmp, exp_id, proc, image=None, timeout=30):
+    """Wait until the load `proc` (fio) is doing I/O on export exp_id: the
+    export has answered reads or writes, or (writes the kernel passes
+    through, which the daemon never sees) the image has been written."""
+    mtime = os.stat(image).st_mtime_ns if image else None
+
+    def started():
+        assert proc.poll() is None, "the load exited before it did any I/O: %s" % (
+            proc.communicate(),)
+        st = export_info(qmp, exp_id)["x-stats"]
+        if st["read"]["requests"] or st["write"]["requests"]:
+            return True
+        return image is not None and os.stat(image).st_mtime_ns != mtime
+    wait_until(started, "I/O on export %r" % exp_id, timeout)
+
+
+def sigterm_with_a_writer_open(daemon, qmp, img, mp, first_errnos=(errno.ENOTCONN,), **opts):
+    """What exportd(8) promises a handle that is open when the daemon shuts
+    down: what was written through it is in the image, the mount is gone
+    when the daemon has exited, and every later operation on the handle
+    fails (the first one with an errno of first_errnos, the rest with
+    ENOTCONN), close() included, and none hangs."""
+    add_file_node(qmp, "f", img)
+    add_export(qmp, "e", "f", mp, writable=True, **opts)
+    fd = os.open(mp, os.O_RDWR)
+    closed = False
+    try:
+        assert os.pwrite(fd, b"w" * 4096, 8192) == 4096
+        os.kill(daemon.pid, signal.SIGTERM)
+        assert daemon.proc.wait(timeout=10) == 0
+        assert not mounted(mp)
+        with open(img, "rb") as f:
+            f.seek(8192)
+            assert f.read(4096) == b"w" * 4096, "a write acknowledged before SIGTERM was lost"
+        ops = [("pread", lambda: os.pread(fd, 4096, 0)),
+               ("pwrite", lambda: os.pwrite(fd, b"x", 0)),
+               ("fsync", lambda: os.fsync(fd)),
+               ("close", lambda: os.close(fd))]
+        for i, (name, op) in enumerate(ops):
+            with pytest.raises(OSError) as exc:
+                op()
+            expected = first_errnos if i == 0 else (errno.ENOTCONN,)
+            assert exc.value.errno in expected, (
+                "%s after shutdown: %s, expected %s" % (
+                    name, exc.value, [errno.errorcode[e] for e in expected]))
+            closed = name == "close"
+    finally:
+        if not closed:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if mounted(mp):
+            subprocess.run(["umount", "-l", str(mp)], check=False)
+
+
 def export_cleanup(qmp, *mountpoints):
     """Remove every export (hard) and make sure nothing stays mounted."""
     try:
@@ -102,7 +159,10 @@ def export_cleanup(qmp, *mountpoints):
                 except QMPError:
                     pass
         deadline = time.monotonic() + 10
-        while qmp.cmd("query-block-exports") and time.monotonic() < deadline:
+        while qmp.cmd("query-block-exports"):
+            if time.monotonic() > deadline:
+                raise AssertionError("exports still there 10 s after a hard delete: %s"
+                                     % qmp.cmd("query-block-exports"))
             time.sleep(0.05)
     finally:
         for mp in mountpoints:

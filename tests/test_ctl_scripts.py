@@ -8,11 +8,10 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
-from harness import build_path, unmount_all_under, fuse_mounts
+from harness import build_path, fuse_mounts, unmount_all_under, wait_pid_gone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3"
@@ -158,8 +157,9 @@ def test_demo_runs_and_stops(tmp_path):
     finally:
         if pidfile.exists():
             try:
-                os.kill(int(pidfile.read_text()), signal.SIGKILL)
-                time.sleep(0.2)
+                pid = int(pidfile.read_text())
+                os.kill(pid, signal.SIGKILL)
+                wait_pid_gone(pid, f"the demo's exportd (pid {pid}) to die of SIGKILL")
             except (ProcessLookupError, ValueError):
                 pass
         left = unmount_all_under(str(tmp_path))

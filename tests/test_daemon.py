@@ -6,11 +6,10 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 
 import pytest
 
-from harness import Daemon, QMPClient, build_path
+from harness import Daemon, QMPClient, build_path, wait_pid_gone, wait_until
 
 
 def run_exportd(*args, timeout=20):
@@ -63,7 +62,7 @@ def test_sigint_shuts_down_cleanly(daemon):
 
 def test_sighup_reopens_log_and_keeps_running(daemon, qmp):
     daemon.signal(signal.SIGHUP)
-    time.sleep(0.2)
+    wait_until(lambda: "reopening the log" in daemon.log(), "exportd to log 'reopening the log'")
     assert daemon.proc.poll() is None
     assert "return" in qmp.execute({"execute": "query-version"})
     assert "reopening the log" in daemon.log()
@@ -119,11 +118,7 @@ def test_daemonize_with_pidfile(tmp_path):
             assert "return" in c.execute({"execute": "query-version"})
     finally:
         os.kill(pid, signal.SIGTERM)
-    for _ in range(200):
-        if not os.path.exists(f"/proc/{pid}"):
-            break
-        time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{pid}")
+    wait_pid_gone(pid, f"the daemonized exportd (pid {pid}) to exit after SIGTERM")
     assert not sock.exists()
     assert not pidfile.exists()
 

@@ -4,17 +4,15 @@ as a user that /etc/fuse.conf does not allow allow_other."""
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
 
 from fusetest import (QMPError, add_export, add_file_node, export_cleanup, export_info,
                       mounted, need, random_image)
-from harness import QMPClient, build_path
+from harness import Daemon, QMPClient
 
 MiB = 1 << 20
 
@@ -141,7 +139,6 @@ def test_auto_falls_back_for_users(other_user, shared_dir, dev_fuse_for_users):
     need("fusermount3")
     if user_allow_other_configured():
         pytest.skip("/etc/fuse.conf has user_allow_other, so there is nothing to fall back from")
-    exportd = build_path("exportd")
     home = os.path.join(shared_dir, "home")
     os.mkdir(home)
     os.chown(home, other_user.pw_uid, other_user.pw_gid)
@@ -150,22 +147,15 @@ def test_auto_falls_back_for_users(other_user, shared_dir, dev_fuse_for_users):
     open(mp, "w").close()
     for p in (img, mp):
         os.chown(p, other_user.pw_uid, other_user.pw_gid)
-    sock = os.path.join(home, "s.sock")
-    log = open(os.path.join(home, "log"), "wb")
-    proc = subprocess.Popen(["setpriv", "--reuid=%d" % other_user.pw_uid,
-                             "--regid=%d" % other_user.pw_gid, "--clear-groups", "--",
-                             exportd, "--socket", sock, "--log-level", "debug"],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                            env=dict(os.environ, HOME=home))
+    d = Daemon(home, env={"HOME": home},
+               wrapper=["setpriv", "--reuid=%d" % other_user.pw_uid,
+                        "--regid=%d" % other_user.pw_gid, "--clear-groups", "--"])
     try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock):
-            if proc.poll() is not None:
-                pytest.skip("exportd cannot run as another user here (exit %d): %s"
-                            % (proc.returncode, open(os.path.join(home, "log")).read()))
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        qmp = QMPClient(sock)
+        try:
+            d.start()
+        except RuntimeError as e:
+            pytest.skip("exportd cannot run as another user here: %s" % e)
+        qmp = QMPClient(d.socket_path)
         try:
             add_file_node(qmp, "f", img, read_only=True)
             with pytest.raises(QMPError) as exc:
@@ -186,13 +176,9 @@ def test_auto_falls_back_for_users(other_user, shared_dir, dev_fuse_for_users):
                 open(mp, "rb")
         finally:
             qmp.close()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0
+        assert d.stop() == 0, d.log()
         assert not mounted(mp)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+        d.cleanup()
         if mounted(mp):
             subprocess.run(["umount", "-l", mp], check=False)

@@ -5,7 +5,6 @@ removal under load, and a backing file that runs out of space."""
 import errno
 import os
 import random
-import shutil
 import subprocess
 import threading
 import time
@@ -13,7 +12,8 @@ import time
 import pytest
 
 from fusetest import (WRITE_PATHS, add_export, add_file_node, add_writable_export,
-                      del_export, export_cleanup, mounted, need, random_image, wait_deleted)
+                      del_export, export_cleanup, mounted, need, random_image, wait_deleted,
+                      wait_io_started)
 
 MiB = 1 << 20
 
@@ -130,7 +130,7 @@ def test_qmp_responsive_while_saturated(daemon, qmp, tmp_path, mp):
                                  "--time_based", "--runtime=4", "--group_reporting"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            time.sleep(0.5)
+            wait_io_started(qmp, "e", proc)
             worst = 0.0
             n = 0
             while proc.poll() is None and n < 200:
@@ -162,8 +162,7 @@ def test_delete_while_fio_runs(daemon, qmp, tmp_path, mp, write_path):
                                  "--rw=randrw", "--bs=4k", "--time_based", "--runtime=20"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            time.sleep(1.0)
-            assert proc.poll() is None
+            wait_io_started(qmp, "e", proc, img)
             qmp.cmd("block-export-del", id="e", mode="hard")
             wait_deleted(qmp, "e", timeout=10)
             assert not mounted(mp)

@@ -10,11 +10,10 @@ import random
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 
-from harness import Daemon, QMPError, unmount_all_under
+from harness import Daemon, QMPError, unmount_all_under, wait_until
 
 MiB = 1 << 20
 
@@ -263,10 +262,9 @@ def test_crash_kill9_keeps_fsynced_data(tmp_path):
 
         th = threading.Thread(target=load)
         th.start()
-        deadline = time.monotonic() + 20
-        while len(fsyncs) < 10 and th.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2)
+        # Kill mid-stream: after ten fsyncs, with writes since the last one.
+        wait_until(lambda: len(fsyncs) >= 10 and since or not th.is_alive(),
+                   "ten fsyncs and a write after them through the export", timeout=60)
         os.kill(d.pid, signal.SIGKILL)
         d.proc.wait(timeout=10)
         stop.set()

@@ -9,10 +9,11 @@ reachable here), so this is self-contained.
 from .daemon import Daemon, build_path, fuse_mounts, unmount_all_under
 from .qmp import QMPClient, QMPError
 from .images import make_pattern_image, pattern_bytes
-from .qsd import QSD, QSD_MISSING, qsd_monitor
+from .qsd import QSD, QSD_MISSING, qsd_monitor, qsd_process
+from .wait import wait_pid_gone, wait_until
 
 __all__ = [
     "Daemon", "QMPClient", "QMPError", "build_path", "fuse_mounts",
     "unmount_all_under", "make_pattern_image", "pattern_bytes", "QSD", "QSD_MISSING",
-    "qsd_monitor",
+    "qsd_monitor", "qsd_process", "wait_pid_gone", "wait_until",
 ]

@@ -53,13 +53,14 @@ def unmount_all_under(directory):
 class Daemon:
     """One exportd process on its own socket in tmpdir."""
 
-    def __init__(self, tmpdir, extra_args=None, env=None):
+    def __init__(self, tmpdir, extra_args=None, env=None, wrapper=None):
         self.tmpdir = str(tmpdir)
         os.makedirs(self.tmpdir, exist_ok=True)
         self.socket_path = os.path.join(self.tmpdir, "exportd.sock")
         self.log_path = os.path.join(self.tmpdir, "exportd.log")
         self.extra_args = list(extra_args or [])
         self.env = env
+        self.wrapper = list(wrapper or [])    # e.g. setpriv ... -- to run as another user
         self.proc = None
         self.clients = []
 
@@ -70,7 +71,7 @@ class Daemon:
     def start(self, extra_args=None, wait=True, socket_arg=True):
         if extra_args is not None:
             self.extra_args = list(extra_args)
-        args = [build_path("exportd")]
+        args = self.wrapper + [build_path("exportd")]
         if socket_arg:
             args += ["--socket", self.socket_path]
         args += ["--log-level", "debug"] + self.extra_args
