@@ -294,6 +294,23 @@ static bool fuse_ring_complete(struct fuse_ring_queue *q, struct io_uring_cqe *c
 	return false;
 }
 
+/*
+ * Drop the ring's reference to the export's /dev/fuse clone before the
+ * ring is closed.  Closing the ring hands its teardown to a kernel
+ * worker that runs after close() has returned, and the registered file
+ * keeps the FUSE connection alive until then: a client's request made
+ * after the daemon exited would wait for that worker and fail with
+ * ECONNABORTED instead of the ENOTCONN of every other data path.
+ */
+static void fuse_ring_queue_release_fd(struct fuse_ring_queue *q)
+{
+	int ret = io_uring_unregister_files(&q->uring);
+
+	if (ret < 0)
+		log_debug("export '%s': unregistering queue %d's /dev/fuse fd: %s",
+			  q->ring->fe->common.id, q->qid, strerror(-ret));
+}
+
 static void *fuse_ring_thread_run(void *opaque)
 {
 	struct fuse_ring_queue *q = opaque;
@@ -333,6 +350,7 @@ out:
 	 * registered, then nothing of ours is left in it.
 	 */
 	if (q->uring_ok) {
+		fuse_ring_queue_release_fd(q);
 		io_uring_queue_exit(&q->uring);
 		q->uring_ok = false;
 	}

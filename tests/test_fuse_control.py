@@ -8,7 +8,8 @@ import time
 import pytest
 
 from fusetest import (QMPError, add_export, add_file_node, del_export, export_cleanup,
-                      export_info, mounted, random_image, wait_deleted)
+                      export_info, mounted, random_image, sigterm_with_a_writer_open,
+                      wait_deleted)
 
 MiB = 1 << 20
 
@@ -205,6 +206,10 @@ def test_sigterm_unmounts_everything(daemon, qmp, node, tmp_path):
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(timeout=10) == 0
     assert not any(mounted(p) for p in mps)
+
+
+def test_sigterm_with_a_writer_open(daemon, qmp, img, mp):
+    sigterm_with_a_writer_open(daemon, qmp, img, mp, passthrough="off")
 
 
 def test_external_umount_deletes_export(qmp, node, mp):
