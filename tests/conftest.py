@@ -3,10 +3,18 @@ temp socket (`daemon`) and a negotiated QMP client to it (`qmp`).
 
 At teardown the daemon is stopped with SIGTERM; it must exit 0 with no
 sanitizer report in its log (so ASan/UBSan/LSan findings fail the test),
-and no FUSE mount may remain under the test's directory."""
+and no FUSE mount may remain under the test's directory.
+
+At the end of the session, whatever happened, nothing of the run may be
+left: no FUSE mount under pytest's base temp dir, no process that names it
+(a daemon, fio, qemu-storage-daemon) or that pytest started, and nothing
+in the run's TMPDIR (a dir of its own, so that tempfile users are checked
+too).  Leftovers are removed and fail the run."""
 
 import os
+import signal
 import sys
+import tempfile
 
 import pytest
 
@@ -19,6 +27,62 @@ def pytest_configure(config):
     for prog in ("exportd",):
         if not os.access(build_path(prog), os.X_OK):
             raise pytest.UsageError(f"{build_path(prog)} is not built: run make first")
+
+
+def pytest_sessionstart(session):
+    base = session.config._tmp_path_factory.getbasetemp()
+    run_tmp = base / "tmpdir"
+    run_tmp.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(run_tmp)
+    tempfile.tempdir = str(run_tmp)
+
+
+def _processes_left(base):
+    """(pid, cmdline) of live processes that name base or are our children."""
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":
+            continue
+        if base in cmd or int(fields[1]) == me:
+            out.append((int(entry), cmd))
+    return out
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    base = str(config._tmp_path_factory.getbasetemp())
+    problems = []
+    procs = _processes_left(base)
+    for pid, cmd in procs:
+        problems.append(f"process left running: {pid} {cmd}")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    mounts = unmount_all_under(base)
+    problems += [f"FUSE mount left behind: {m}" for m in mounts]
+    run_tmp = os.path.join(base, "tmpdir")
+    if os.path.isdir(run_tmp):
+        problems += [f"temp file left behind: {run_tmp}/{n}" for n in sorted(os.listdir(run_tmp))]
+    if problems:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        text = "the test session left things behind:\n  " + "\n  ".join(problems)
+        if reporter:
+            reporter.write_line(text, red=True)
+        else:
+            print(text, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
