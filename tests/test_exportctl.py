@@ -467,7 +467,10 @@ def test_list_empty(daemon):
 def _start_events(daemon, *args):
     """exportctl events in the background, returned once it is negotiated."""
     cmd = [build_path("exportctl"), "--socket", daemon.socket_path, "-v", "events", *args]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The test stops it with SIGINT, which a shell's background job (a suite
+    # run with &) inherits as ignored: give exportctl the default action.
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 10
     seen = ""
     while time.monotonic() < deadline:
