@@ -37,12 +37,28 @@ def pytest_sessionstart(session):
     tempfile.tempdir = str(run_tmp)
 
 
+def _ancestors():
+    """Our pid and our ancestors' (what started pytest may name base too)."""
+    pids = set()
+    pid = os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+    return pids
+
+
 def _processes_left(base):
     """(pid, cmdline) of live processes that name base or are our children."""
     me = os.getpid()
+    mine = _ancestors()
     out = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+        if not entry.isdigit() or int(entry) in mine:
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
