@@ -45,14 +45,6 @@ def test_duplicate_id(qmp, node, mp, tmp_path):
         export_cleanup(qmp, mp, mp2)
 
 
-def test_io_uring_refused(qmp, node, mp):
-    with pytest.raises(QMPError) as exc:
-        add_export(qmp, "e", node, mp, io_uring=True)
-    assert "io_uring" in exc.value.desc
-    assert not mounted(mp)
-    assert qmp.cmd("query-block-exports") == []
-
-
 @pytest.mark.parametrize("n", [0, -1, 65])
 def test_num_threads_range(qmp, node, mp, n):
     with pytest.raises(QMPError) as exc:
