@@ -68,7 +68,7 @@ static void usage(FILE *f)
 "  --daemonize              run in the background once started (logs to syslog)\n"
 "  --pidfile FILE           write the daemon's PID to FILE\n"
 "  --log-level LEVEL        error, warn, info (default) or debug\n"
-"  --max-message-size N     largest QMP message accepted (default 1M)\n"
+"  --max-message-size N     largest QMP message accepted (default 16M)\n"
 "  --blockdev OPTIONS       create a block node at start-up (key=value or JSON,\n"
 "                           as QMP blockdev-add)\n"
 "  --export OPTIONS         create an export at start-up (as block-export-add)\n"

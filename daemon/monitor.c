@@ -5,7 +5,8 @@
  * reads its replies, blocks nobody.
  *
  * Memory per connection is bounded: an incoming message larger than the
- * limit gets an error and the connection is closed; when a client does
+ * limit gets an error and is skipped (json-stream.c never holds more than
+ * the limit); when a client does
  * not read, we stop reading its requests once its unread replies exceed
  * OUTPUT_PAUSE, and drop it if events pile up past OUTPUT_MAX.
  */
@@ -56,7 +57,7 @@ struct qmp_listener {
 static TAILQ_HEAD(, qmp_conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 /* Several sockets are possible: qemu-storage-daemon allows several --monitor. */
 static TAILQ_HEAD(, qmp_listener) listeners = TAILQ_HEAD_INITIALIZER(listeners);
-static size_t max_message = 1u << 20;
+static size_t max_message = MONITOR_DEFAULT_MAX_MESSAGE;
 static void monitor_close_finish(void);
 static void (*close_done)(void *opaque);
 static unsigned int conn_serial;
@@ -111,14 +112,20 @@ static void qmp_conn_send(struct qmp_conn *c, json_t *msg)
 	free(text);
 }
 
-static void qmp_conn_on_message(const char *text, size_t len, void *opaque)
+static void qmp_conn_on_message(const char *text, size_t len, const char *error,
+				void *opaque)
 {
 	struct qmp_conn *c = opaque;
 	json_t *reply;
 
 	if (c->closing)
 		return;
-	reply = qmp_dispatch(&c->session, text, len);
+	if (error) {
+		log_debug("QMP connection %u: %s", c->serial, error);
+		reply = qmp_error_new(ERROR_CLASS_GENERIC, error, NULL);
+	} else {
+		reply = qmp_dispatch(&c->session, text, len);
+	}
 	qmp_conn_send(c, reply);
 	json_decref(reply);
 }
@@ -132,23 +139,9 @@ static void qmp_conn_read(struct bufferevent *bev, void *arg)
 	while (!c->closing && !c->paused && (n = evbuffer_get_length(in)) > 0) {
 		size_t chunk = MIN(n, (size_t)READ_CHUNK);
 		const char *data = (const char *)evbuffer_pullup(in, (ssize_t)chunk);
-		int rc = json_stream_feed(&c->stream, data, chunk, qmp_conn_on_message, c);
 
+		json_stream_feed(&c->stream, data, chunk, qmp_conn_on_message, c);
 		evbuffer_drain(in, chunk);
-		if (rc < 0) {
-			char *desc = xasprintf("QMP input exceeds the limit of %zu bytes; "
-					       "closing the connection", max_message);
-			json_t *err = qmp_error_new(ERROR_CLASS_GENERIC, desc, NULL);
-
-			log_warnx("QMP connection %u: %s", c->serial, desc);
-			qmp_conn_send(c, err);
-			json_decref(err);
-			free(desc);
-			c->closing = true;
-			bufferevent_disable(bev, EV_READ);
-			evbuffer_drain(in, evbuffer_get_length(in));
-			break;
-		}
 		if (evbuffer_get_length(bufferevent_get_output(bev)) > OUTPUT_PAUSE) {
 			c->paused = true;
 			bufferevent_disable(bev, EV_READ);
