@@ -6,9 +6,11 @@
  *
  * Memory per connection is bounded: an incoming message larger than the
  * limit gets an error and is skipped (json-stream.c never holds more than
- * the limit); when a client does
- * not read, we stop reading its requests once its unread replies exceed
- * OUTPUT_PAUSE, and drop it if events pile up past OUTPUT_MAX.
+ * the limit); when a client does not read, we stop reading its requests
+ * once its unread replies exceed OUTPUT_PAUSE, and drop it if events pile
+ * up past OUTPUT_MAX.  The number of connections is capped, and running
+ * out of file descriptors pauses accepting for a moment (as control.c
+ * does) instead of spinning on a listener that stays readable.
  */
 #include "config.h"
 
@@ -19,6 +21,7 @@
 #include <event2/listener.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -37,6 +40,16 @@
 #define OUTPUT_PAUSE (1u << 20)
 #define OUTPUT_MAX (16u << 20)
 #define READ_CHUNK 65536
+/* How long accepting pauses when we are out of file descriptors. */
+#define ACCEPT_PAUSE_SECONDS 1
+/* A repeated complaint (accept failing, clients refused) is logged this often at most. */
+#define COMPLAINT_INTERVAL_SECONDS 60
+
+/* Say something once, then at most every COMPLAINT_INTERVAL_SECONDS with a count. */
+struct complaint {
+	time_t last;
+	unsigned long suppressed;
+};
 
 struct qmp_conn {
 	struct bufferevent *bev;
@@ -58,6 +71,10 @@ static TAILQ_HEAD(, qmp_conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 /* Several sockets are possible: qemu-storage-daemon allows several --monitor. */
 static TAILQ_HEAD(, qmp_listener) listeners = TAILQ_HEAD_INITIALIZER(listeners);
 static size_t max_message = MONITOR_DEFAULT_MAX_MESSAGE;
+static unsigned int max_connections = MONITOR_DEFAULT_MAX_CONNECTIONS;
+static unsigned int n_conns;
+static struct event *accept_resume_timer;	/* armed while accepting is paused */
+static struct complaint accept_complaint, refuse_complaint;
 static void monitor_close_finish(void);
 static void (*close_done)(void *opaque);
 static unsigned int conn_serial;
@@ -67,13 +84,56 @@ void monitor_set_max_message_size(size_t bytes)
 	max_message = bytes;
 }
 
+void monitor_set_max_connections(unsigned int n)
+{
+	max_connections = n;
+}
+
+/* Whether to log a complaint now; *suppressed gets how many were skipped since. */
+static bool complaint_due(struct complaint *cp, unsigned long *suppressed)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (cp->last && now.tv_sec - cp->last < COMPLAINT_INTERVAL_SECONDS) {
+		cp->suppressed++;
+		return false;
+	}
+	/* +1: a clock that reads 0 must not look like "never". */
+	cp->last = now.tv_sec + 1;
+	*suppressed = cp->suppressed;
+	cp->suppressed = 0;
+	return true;
+}
+
+static void monitor_accept_resume(void)
+{
+	struct qmp_listener *ql;
+
+	if (!accept_resume_timer)
+		return;
+	event_free(accept_resume_timer);
+	accept_resume_timer = NULL;
+	TAILQ_FOREACH(ql, &listeners, next)
+		evconnlistener_enable(ql->listener);
+}
+
+static void monitor_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	monitor_accept_resume();
+}
+
 static void qmp_conn_free(struct qmp_conn *c)
 {
 	log_debug("QMP connection %u closed", c->serial);
 	TAILQ_REMOVE(&conns, c, next);
+	n_conns--;
 	bufferevent_free(c->bev);
 	json_stream_free(&c->stream);
 	free(c);
+	/* A descriptor was just given back: waiting clients need not wait for the timer. */
+	monitor_accept_resume();
 	if (close_done && TAILQ_EMPTY(&conns))
 		monitor_close_finish();
 }
@@ -176,6 +236,29 @@ static void qmp_conn_event(struct bufferevent *bev, short what, void *arg)
 		qmp_conn_free(c);
 }
 
+/* Over the connection cap: say why in QMP's error shape, without a greeting, and hang up. */
+static void monitor_refuse(evutil_socket_t fd)
+{
+	char *desc = xasprintf("Too many QMP connections: exportd serves at most %u at once "
+			       "(--max-connections); try again later", max_connections);
+	json_t *err = qmp_error_new(ERROR_CLASS_GENERIC, desc, NULL);
+	unsigned long suppressed;
+	size_t len;
+	char *text = qmp_format(err, &len);
+
+	/* A new socket's send buffer is empty: this short line cannot block. */
+	if (send(fd, text, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("cannot tell a refused QMP client why: %s", strerror(errno));
+	close(fd);
+	if (complaint_due(&refuse_complaint, &suppressed))
+		log_warnx("refused a QMP connection: %u are open, the limit "
+			  "(--max-connections); %lu more refused since the last message",
+			  max_connections, suppressed);
+	free(text);
+	json_decref(err);
+	free(desc);
+}
+
 static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 			   struct sockaddr *sa, int socklen, void *arg)
 {
@@ -183,6 +266,10 @@ static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 	json_t *greeting;
 
 	(void)l, (void)sa, (void)socklen, (void)arg;
+	if (n_conns >= max_connections) {
+		monitor_refuse(fd);
+		return;
+	}
 	c = xcalloc(1, sizeof(*c));
 	c->serial = ++conn_serial;
 	c->bev = bufferevent_socket_new(main_loop_base(), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -194,6 +281,7 @@ static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	json_stream_init(&c->stream, max_message);
 	TAILQ_INSERT_TAIL(&conns, c, next);
+	n_conns++;
 	bufferevent_setcb(c->bev, qmp_conn_read, qmp_conn_write, qmp_conn_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	greeting = qmp_greeting_new();
@@ -202,11 +290,32 @@ static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 	log_debug("QMP connection %u opened", c->serial);
 }
 
+/*
+ * The listener stays readable while accept() fails, so retrying at once
+ * would spin.  Out of descriptors or memory, stop listening for a moment
+ * (or until a connection closes); other errors concern one client only.
+ */
 static void monitor_accept_error(struct evconnlistener *l, void *arg)
 {
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = { ACCEPT_PAUSE_SECONDS, 0 };
+	bool out_of_resources = err == EMFILE || err == ENFILE || err == ENOBUFS ||
+				err == ENOMEM;
+	unsigned long suppressed;
+	struct qmp_listener *ql;
+
 	(void)l, (void)arg;
-	/* EMFILE and friends: keep running, the next accept may work. */
-	log_warn("accept on the QMP socket failed");
+	if (complaint_due(&accept_complaint, &suppressed))
+		log_warnx("accept on the QMP socket failed: %s%s; %lu more failures since "
+			  "the last message", strerror(err),
+			  out_of_resources ? " (accepting again when a connection closes, "
+			  "or in a second)" : "", suppressed);
+	if (!out_of_resources || accept_resume_timer)
+		return;
+	TAILQ_FOREACH(ql, &listeners, next)
+		evconnlistener_disable(ql->listener);
+	accept_resume_timer = evtimer_new(main_loop_base(), monitor_accept_resume_cb, NULL);
+	evtimer_add(accept_resume_timer, &pause);
 }
 
 /* Whether a daemon answers on path.  A refused connection means a stale file. */
@@ -331,6 +440,10 @@ void monitor_close(void (*done)(void *opaque), void *opaque)
 	struct qmp_listener *ql;
 	struct qmp_conn *c, *tmp;
 
+	if (accept_resume_timer) {
+		event_free(accept_resume_timer);
+		accept_resume_timer = NULL;
+	}
 	while ((ql = TAILQ_FIRST(&listeners))) {
 		TAILQ_REMOVE(&listeners, ql, next);
 		evconnlistener_free(ql->listener);
