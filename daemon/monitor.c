@@ -188,6 +188,12 @@ static void qmp_conn_on_message(const char *text, size_t len, const char *error,
 	}
 	qmp_conn_send(c, reply);
 	json_decref(reply);
+	/*
+	 * Stop at once, not at the end of the chunk: a chunk of small requests
+	 * with large replies (query-qmp-schema) would queue megabytes.
+	 */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE)
+		json_stream_stop(&c->stream);
 }
 
 static void qmp_conn_read(struct bufferevent *bev, void *arg)
@@ -200,8 +206,8 @@ static void qmp_conn_read(struct bufferevent *bev, void *arg)
 		size_t chunk = MIN(n, (size_t)READ_CHUNK);
 		const char *data = (const char *)evbuffer_pullup(in, (ssize_t)chunk);
 
-		json_stream_feed(&c->stream, data, chunk, qmp_conn_on_message, c);
-		evbuffer_drain(in, chunk);
+		evbuffer_drain(in, json_stream_feed(&c->stream, data, chunk,
+						    qmp_conn_on_message, c));
 		if (evbuffer_get_length(bufferevent_get_output(bev)) > OUTPUT_PAUSE) {
 			c->paused = true;
 			bufferevent_disable(bev, EV_READ);

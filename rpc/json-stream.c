@@ -365,9 +365,18 @@ static void json_stream_byte(struct json_stream *js, unsigned char c,
 	}
 }
 
-void json_stream_feed(struct json_stream *js, const char *data, size_t n,
-		      json_stream_cb cb, void *opaque)
+void json_stream_stop(struct json_stream *js)
 {
-	for (size_t i = 0; i < n; i++)
+	js->stop = true;
+}
+
+size_t json_stream_feed(struct json_stream *js, const char *data, size_t n,
+			json_stream_cb cb, void *opaque)
+{
+	size_t i;
+
+	for (i = 0; i < n && !js->stop; i++)
 		json_stream_byte(js, (unsigned char)data[i], cb, opaque);
+	js->stop = false;
+	return i;
 }

@@ -32,6 +32,7 @@ struct json_stream {
 	int state;		/* lexer state (json-stream.c) */
 	int braces, brackets;	/* nesting of the current message */
 	bool discarding;	/* over max: answered, now dropping the rest */
+	bool stop;		/* the callback asked feed to return */
 };
 
 /*
@@ -44,9 +45,17 @@ typedef void (*json_stream_cb)(const char *text, size_t len, const char *error,
 
 void json_stream_init(struct json_stream *js, size_t max);
 void json_stream_free(struct json_stream *js);
-/* Feed n bytes; cb is called for each complete message or error. */
-void json_stream_feed(struct json_stream *js, const char *data, size_t n,
-		      json_stream_cb cb, void *opaque);
+/*
+ * Feed n bytes; cb is called for each complete message or error.  Returns
+ * how many bytes were consumed: n, unless cb called json_stream_stop().
+ */
+size_t json_stream_feed(struct json_stream *js, const char *data, size_t n,
+			json_stream_cb cb, void *opaque);
+/*
+ * From cb: return from json_stream_feed after this message, so that the
+ * caller can stop reading (its client is not reading the replies).
+ */
+void json_stream_stop(struct json_stream *js);
 /* Bytes held for the incomplete message (for tests and accounting). */
 size_t json_stream_pending(const struct json_stream *js);
 /* Whether a message has started and not ended yet. */

@@ -119,3 +119,29 @@ def test_unnegotiated_client_gets_nothing_but_its_greeting(daemon):
     quiet.sock.settimeout(0.3)
     with pytest.raises(socket.timeout):
         quiet.sock.recv(1)
+
+
+def test_a_burst_of_small_requests_with_large_replies_stays_bounded(daemon):
+    # libevent reads 4 KiB at a time: 128 query-qmp-schema requests, whose
+    # replies (15 KiB each) used to be queued whole, 2 MiB on top of the
+    # 1 MiB of unread replies at which reading stops.  Now it stops there.
+    def peak_rss_kib():
+        with open(f"/proc/{daemon.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+    warm = daemon.new_client()
+    warm.cmd("query-qmp-schema")
+    before = peak_rss_kib()
+    greedy = socket.socket(socket.AF_UNIX)
+    greedy.connect(daemon.socket_path)
+    # Sent before the daemon has even accepted: it all arrives in one read.
+    greedy.sendall(b'{"execute": "qmp_capabilities"}' +
+                   b'{"execute": "query-qmp-schema"}' * 500)
+    # Once another client is answered, the burst has been read and handled.
+    assert "return" in daemon.new_client().execute({"execute": "query-version"})
+    grown = peak_rss_kib() - before
+    assert grown < 1536, f"peak RSS grew by {grown} KiB"
+    greedy.close()

@@ -196,6 +196,39 @@ static void test_oversized_value_is_refused_and_skipped(void)
 	collected_free(&c);
 }
 
+struct stopping {
+	struct json_stream *js;
+	struct collected c;
+};
+
+static void stop_after_each(const char *text, size_t len, const char *error, void *opaque)
+{
+	struct stopping *ctx = opaque;
+
+	collect(text, len, error, &ctx->c);
+	json_stream_stop(ctx->js);
+}
+
+static void test_stop_returns_after_the_message(void)
+{
+	struct stopping ctx = { 0 };
+	struct json_stream js;
+	const char *in = "{\"a\":1} {\"b\":2}";
+	size_t used;
+
+	json_stream_init(&js, 1024);
+	ctx.js = &js;
+	used = json_stream_feed(&js, in, strlen(in), stop_after_each, &ctx);
+	CHECK_EQ(used, 7);
+	CHECK_EQ(ctx.c.n, 1);
+	used += json_stream_feed(&js, in + used, strlen(in) - used, stop_after_each, &ctx);
+	CHECK_EQ(used, strlen(in));
+	CHECK_EQ(ctx.c.n, 2);
+	CHECK_STREQ(ctx.c.msgs[1], "{\"b\":2}");
+	json_stream_free(&js);
+	collected_free(&ctx.c);
+}
+
 static void test_value_exactly_at_limit_is_accepted(void)
 {
 	struct collected c = feed("{\"a\":123}", 9);
@@ -223,6 +256,7 @@ int main(void)
 		{ "bad numbers are lexing errors", test_bad_numbers_are_lexing_errors },
 		{ "single-quoted strings become JSON", test_single_quoted_strings_become_json },
 		{ "oversized value is refused and skipped", test_oversized_value_is_refused_and_skipped },
+		{ "stop returns after the message", test_stop_returns_after_the_message },
 		{ "value exactly at limit", test_value_exactly_at_limit_is_accepted },
 		{ NULL, NULL },
 	};
