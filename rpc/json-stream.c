@@ -67,6 +67,7 @@ static void json_stream_reset(struct json_stream *js)
 	js->len = 0;
 	js->token_start = 0;
 	js->braces = js->brackets = 0;
+	js->tokens = 0;
 	js->discarding = false;
 	if (js->cap > KEEP_BUFFER) {
 		free(js->buf);
@@ -76,9 +77,24 @@ static void json_stream_reset(struct json_stream *js)
 }
 
 /*
- * Hold n more bytes of the message.  Past the limit the message is
- * answered with an error at once and the rest of it is dropped unstored.
+ * The message breaks a limit: answer it at once with desc, then read the
+ * rest of it without storing anything, to stay in step with the client.
  */
+static void json_stream_refuse(struct json_stream *js, const char *desc,
+			       json_stream_cb cb, void *opaque)
+{
+	js->discarding = true;
+	js->len = 0;
+	js->token_start = 0;
+	if (js->cap > KEEP_BUFFER) {
+		free(js->buf);
+		js->buf = NULL;
+		js->cap = 0;
+	}
+	cb(NULL, 0, desc, opaque);
+}
+
+/* Hold n more bytes of the message, if the size limit allows. */
 static void json_stream_put(struct json_stream *js, const char *s, size_t n,
 			    json_stream_cb cb, void *opaque)
 {
@@ -89,15 +105,7 @@ static void json_stream_put(struct json_stream *js, const char *s, size_t n,
 
 		snprintf(desc, sizeof(desc), "QMP input exceeds the limit of %zu bytes; "
 			 "message discarded", js->max);
-		js->discarding = true;
-		js->len = 0;
-		js->token_start = 0;
-		if (js->cap > KEEP_BUFFER) {
-			free(js->buf);
-			js->buf = NULL;
-			js->cap = 0;
-		}
-		cb(NULL, 0, desc, opaque);
+		json_stream_refuse(js, desc, cb, opaque);
 		return;
 	}
 	if (js->len + n > js->cap) {
@@ -122,6 +130,11 @@ static void json_stream_token_end(struct json_stream *js, json_stream_cb cb, voi
 {
 	js->state = LEX_START;
 	js->token_start = js->len;
+	/* QEMU's limits (json-streamer.c), checked as it does, token by token. */
+	if (!js->discarding && ++js->tokens > JSON_STREAM_MAX_TOKENS)
+		json_stream_refuse(js, "JSON token count limit exceeded", cb, opaque);
+	if (!js->discarding && js->braces + js->brackets > JSON_STREAM_MAX_NESTING)
+		json_stream_refuse(js, "JSON nesting depth limit exceeded", cb, opaque);
 	if ((js->braces > 0 || js->brackets > 0) && js->braces >= 0 && js->brackets >= 0)
 		return;
 	if (!js->discarding)

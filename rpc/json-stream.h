@@ -15,13 +15,24 @@
  * byte where a message can start (a structural character or a control
  * character, in practice the next line), as QEMU's lexer does.  A message
  * longer than `max` bytes gets one error; the rest of it is read and
- * dropped without being stored, so memory stays bounded by `max`.
+ * dropped without being stored, so memory stays bounded by `max`.  So is
+ * a message of more than JSON_STREAM_MAX_TOKENS tokens (jansson would
+ * spend ~50 bytes and much time on each: a 16 MiB "[1,1,...]" took 384 MiB
+ * and 17 s of the main loop) or nested deeper than JSON_STREAM_MAX_NESTING.
  */
 #ifndef EXPORTD_JSON_STREAM_H
 #define EXPORTD_JSON_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/*
+ * QEMU allows 2M tokens; QMP requests hold a few hundred, and exportd's
+ * largest legitimate one (a blockdev-add with a backing chain) a few
+ * thousand.  The nesting limit is QEMU's.
+ */
+#define JSON_STREAM_MAX_TOKENS 65536
+#define JSON_STREAM_MAX_NESTING 1024
 
 struct json_stream {
 	char *buf;		/* the current message, rewritten to plain JSON */
@@ -31,6 +42,7 @@ struct json_stream {
 	size_t token_start;	/* offset in buf where the current token began */
 	int state;		/* lexer state (json-stream.c) */
 	int braces, brackets;	/* nesting of the current message */
+	size_t tokens;		/* tokens of the current message */
 	bool discarding;	/* over max: answered, now dropping the rest */
 	bool stop;		/* the callback asked feed to return */
 };

@@ -145,3 +145,18 @@ def test_a_burst_of_small_requests_with_large_replies_stays_bounded(daemon):
     grown = peak_rss_kib() - before
     assert grown < 1536, f"peak RSS grew by {grown} KiB"
     greedy.close()
+
+
+def test_nesting_past_qemus_limit_gets_qemus_error_and_one_reply(qmp):
+    qmp.send_raw(b"[" * 1025 + b"]" * 1025 + b'{"execute": "query-version", "id": "after"}')
+    assert qmp.recv_reply()["error"]["desc"] == "JSON nesting depth limit exceeded"
+    assert qmp.recv_reply()["id"] == "after"
+
+
+def test_a_message_of_too_many_tokens_is_refused_without_parsing_it(qmp):
+    # 70000 numbers in 140 KB: jansson would build 70000 objects (a 16 MiB
+    # message of them took 384 MiB and 17 s of the main loop).
+    qmp.send_raw(b'{"execute": "query-version", "id": [' + b"1," * 70000 + b'1]}'
+                 b'{"execute": "query-version", "id": "after"}')
+    assert qmp.recv_reply()["error"]["desc"] == "JSON token count limit exceeded"
+    assert qmp.recv_reply()["id"] == "after"

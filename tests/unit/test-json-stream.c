@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,6 +230,53 @@ static void test_stop_returns_after_the_message(void)
 	collected_free(&ctx.c);
 }
 
+/* n copies of s, NUL-terminated; the caller frees. */
+static char *repeat(const char *s, size_t n)
+{
+	size_t len = strlen(s);
+	char *out = malloc(len * n + 1);
+
+	for (size_t i = 0; i < n; i++)
+		memcpy(out + i * len, s, len);
+	out[len * n] = '\0';
+	return out;
+}
+
+static void test_nesting_limit_is_qemus_and_the_rest_is_skipped(void)
+{
+	char *open = repeat("[", JSON_STREAM_MAX_NESTING + 1);
+	char *close = repeat("]", JSON_STREAM_MAX_NESTING + 1);
+	char *in = malloc(2 * strlen(open) + 8);
+	struct collected c;
+
+	sprintf(in, "%s%s{}", open, close);
+	c = feed(in, 1 << 20);
+	CHECK_EQ(c.n, 2);
+	CHECK_STREQ(c.msgs[0], "ERR JSON nesting depth limit exceeded");
+	CHECK_STREQ(c.msgs[1], "{}");
+	collected_free(&c);
+	free(in);
+	free(open);
+	free(close);
+}
+
+static void test_token_limit_and_the_rest_is_skipped(void)
+{
+	/* "[" + (MAX - 1) x "1," + "1]" is MAX * 2 tokens. */
+	char *ones = repeat("1,", JSON_STREAM_MAX_TOKENS);
+	char *in = malloc(strlen(ones) + 16);
+	struct collected c;
+
+	sprintf(in, "[%s1]{}", ones);
+	c = feed(in, 1 << 20);
+	CHECK_EQ(c.n, 2);
+	CHECK_STREQ(c.msgs[0], "ERR JSON token count limit exceeded");
+	CHECK_STREQ(c.msgs[1], "{}");
+	collected_free(&c);
+	free(in);
+	free(ones);
+}
+
 static void test_value_exactly_at_limit_is_accepted(void)
 {
 	struct collected c = feed("{\"a\":123}", 9);
@@ -256,6 +304,9 @@ int main(void)
 		{ "bad numbers are lexing errors", test_bad_numbers_are_lexing_errors },
 		{ "single-quoted strings become JSON", test_single_quoted_strings_become_json },
 		{ "oversized value is refused and skipped", test_oversized_value_is_refused_and_skipped },
+		{ "nesting limit is QEMU's, the rest is skipped",
+		  test_nesting_limit_is_qemus_and_the_rest_is_skipped },
+		{ "token limit, the rest is skipped", test_token_limit_and_the_rest_is_skipped },
 		{ "stop returns after the message", test_stop_returns_after_the_message },
 		{ "value exactly at limit", test_value_exactly_at_limit_is_accepted },
 		{ NULL, NULL },
