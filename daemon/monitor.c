@@ -152,9 +152,15 @@ static void qmp_conn_drop_deferred(void *opaque)
 	}
 }
 
+static int qmp_conn_append(const char *buf, size_t size, void *out)
+{
+	return evbuffer_add(out, buf, size);
+}
+
 static void qmp_conn_send(struct qmp_conn *c, json_t *msg)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *line;
 	size_t len;
 	char *text;
 
@@ -167,6 +173,22 @@ static void qmp_conn_send(struct qmp_conn *c, json_t *msg)
 		main_loop_defer(qmp_conn_drop_deferred, (void *)(uintptr_t)c->serial);
 		return;
 	}
+	/*
+	 * Serialise into the output buffer's chains, as qmp_format() would
+	 * (same flags): a reply echoing a 16 MiB id is not copied twice more.
+	 * evbuffer_add_buffer() moves the chains; a failed dump is dropped whole.
+	 */
+	line = evbuffer_new();
+	if (line && json_dump_callback(msg, qmp_conn_append, line,
+				       JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) == 0 &&
+	    evbuffer_add(line, "\r\n", 2) == 0) {
+		evbuffer_add_buffer(out, line);
+		evbuffer_free(line);
+		return;
+	}
+	if (line)
+		evbuffer_free(line);
+	log_warnx("QMP connection %u: cannot serialise a message", c->serial);
 	text = qmp_format(msg, &len);
 	evbuffer_add(out, text, len);
 	free(text);
