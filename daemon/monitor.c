@@ -21,12 +21,12 @@
 #include <event2/listener.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dispatch.h"
@@ -280,7 +280,7 @@ static void monitor_refuse(evutil_socket_t fd)
 	close(fd);
 	if (complaint_due(&refuse_complaint, &suppressed))
 		log_warnx("refused a QMP connection: %u are open, the limit "
-			  "(--max-connections); %lu more refused since the last message",
+			  "(--max-connections); %lu others refused since the last message",
 			  max_connections, suppressed);
 	free(text);
 	json_decref(err);
@@ -320,25 +320,30 @@ static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 
 /*
  * The listener stays readable while accept() fails, so retrying at once
- * would spin.  Out of descriptors or memory, stop listening for a moment
- * (or until a connection closes); other errors concern one client only.
+ * would spin.  libevent retries by itself only where that is harmless
+ * (EAGAIN, EINTR, ECONNABORTED); on anything else, in practice running out
+ * of descriptors (EMFILE, ENFILE) or memory, stop listening until a
+ * connection closes or a second has passed.
  */
 static void monitor_accept_error(struct evconnlistener *l, void *arg)
 {
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval pause = { ACCEPT_PAUSE_SECONDS, 0 };
-	bool out_of_resources = err == EMFILE || err == ENFILE || err == ENOBUFS ||
-				err == ENOMEM;
 	unsigned long suppressed;
 	struct qmp_listener *ql;
 
 	(void)l, (void)arg;
-	if (complaint_due(&accept_complaint, &suppressed))
-		log_warnx("accept on the QMP socket failed: %s%s; %lu more failures since "
-			  "the last message", strerror(err),
-			  out_of_resources ? " (accepting again when a connection closes, "
-			  "or in a second)" : "", suppressed);
-	if (!out_of_resources || accept_resume_timer)
+	if (complaint_due(&accept_complaint, &suppressed)) {
+		if (suppressed)
+			log_warnx("accept on the QMP socket failed: %s (and %lu times since the "
+				  "last message); pausing until a connection closes or for %d s",
+				  strerror(err), suppressed, ACCEPT_PAUSE_SECONDS);
+		else
+			log_warnx("accept on the QMP socket failed: %s; pausing until a "
+				  "connection closes or for %d s", strerror(err),
+				  ACCEPT_PAUSE_SECONDS);
+	}
+	if (accept_resume_timer)
 		return;
 	TAILQ_FOREACH(ql, &listeners, next)
 		evconnlistener_disable(ql->listener);
