@@ -143,6 +143,85 @@ static void json_stream_token_end(struct json_stream *js, json_stream_cb cb, voi
 }
 
 /*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0.
+ */
+static size_t utf8_sequence_length(const unsigned char *p, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xBF;
+	size_t len;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xC2 && p[0] <= 0xDF)
+		len = 2;
+	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+		len = 3;
+	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+		len = 4;
+	else
+		return 0;
+	if (p[0] == 0xE0)
+		lo = 0xA0;
+	else if (p[0] == 0xED)
+		hi = 0x9F;
+	else if (p[0] == 0xF0)
+		lo = 0x90;
+	else if (p[0] == 0xF4)
+		hi = 0x8F;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return len;
+}
+
+/*
+ * The broken token as the client sent it, for the error message: its
+ * first STRAY_QUOTED bytes, then the byte that broke it.  Bytes that are
+ * not UTF-8 (or NUL) become U+FFFD so that the reply is valid JSON.
+ */
+static char *json_stream_stray_token(const struct json_stream *js, unsigned char c)
+{
+	size_t held = js->len - js->token_start, n = MIN(held, (size_t)STRAY_QUOTED);
+	bool single = js->state == LEX_SQ || js->state == LEX_SQ_ESCAPE;
+	bool escape = js->state == LEX_DQ_ESCAPE || js->state == LEX_SQ_ESCAPE;
+	unsigned char *raw = xmalloc(n + 5);
+	size_t rawlen = n, i = 0;
+	char *out, *p;
+
+	memcpy(raw, js->buf + js->token_start, n);
+	/* The rewrite turned ' into "; the backslash of an escape is not held yet. */
+	if (single && rawlen > 0)
+		raw[0] = '\'';
+	if (held > n) {
+		memcpy(raw + rawlen, "...", 3);
+		rawlen += 3;
+	}
+	if (escape)
+		raw[rawlen++] = '\\';
+	raw[rawlen++] = c;
+	p = out = xmalloc(3 * rawlen + 1);
+	while (i < rawlen) {
+		size_t len = raw[i] ? utf8_sequence_length(raw + i, rawlen - i) : 0;
+
+		if (len == 0) {
+			memcpy(p, "\xEF\xBF\xBD", 3);
+			p += 3;
+			i++;
+		} else {
+			memcpy(p, raw + i, len);
+			p += len;
+			i += len;
+		}
+	}
+	*p = '\0';
+	free(raw);
+	return out;
+}
+
+/*
  * A byte that no token may contain: one error for the message (quoting
  * the broken token, as QEMU does), then skip to a restart point.
  */
@@ -150,30 +229,9 @@ static void json_stream_lex_error(struct json_stream *js, unsigned char c,
 				  json_stream_cb cb, void *opaque)
 {
 	if (!js->discarding) {
-		size_t held = js->len - js->token_start, n = MIN(held, (size_t)STRAY_QUOTED);
-		/* Each byte may become U+FFFD (3 bytes), plus "..." and a NUL. */
-		char *token = xmalloc(3 * (n + 1) + 4), *p = token, *desc;
+		char *token = json_stream_stray_token(js, c);
+		char *desc = xasprintf("JSON parse error, stray '%s'", token);
 
-		for (size_t i = 0; i <= n; i++) {
-			unsigned char b = i < n ? (unsigned char)js->buf[js->token_start + i] : c;
-
-			if (i == n && held > n) {
-				memcpy(p, "...", 3);
-				p += 3;
-			}
-			/* The token was rewritten to double quotes; quote what was sent. */
-			if (i == 0 && n > 0 && (js->state == LEX_SQ || js->state == LEX_SQ_ESCAPE))
-				b = '\'';
-			/* Keep the reply valid UTF-8 whatever the client sent. */
-			if (b == 0 || b >= 0x80) {
-				memcpy(p, "\xEF\xBF\xBD", 3);
-				p += 3;
-			} else {
-				*p++ = (char)b;
-			}
-		}
-		*p = '\0';
-		desc = xasprintf("JSON parse error, stray '%s'", token);
 		cb(NULL, 0, desc, opaque);
 		free(desc);
 		free(token);

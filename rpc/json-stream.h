@@ -41,7 +41,7 @@ struct json_stream {
 	size_t in_len;		/* input bytes of the current message */
 	size_t token_start;	/* offset in buf where the current token began */
 	int state;		/* lexer state (json-stream.c) */
-	int braces, brackets;	/* nesting of the current message */
+	long braces, brackets;	/* nesting of the current message (a discarded one is unbounded) */
 	size_t tokens;		/* tokens of the current message */
 	bool discarding;	/* over max: answered, now dropping the rest */
 	bool stop;		/* the callback asked feed to return */

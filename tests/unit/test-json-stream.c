@@ -156,6 +156,17 @@ static void test_bad_bytes_are_quoted_as_valid_utf8(void)
 	collected_free(&c);
 }
 
+static void test_stray_token_keeps_utf8_and_the_escape(void)
+{
+	/* "é" stays, 0xC0 (never UTF-8) does not; an escape shows its backslash. */
+	struct collected c = feed("\"\xc3\xa9\xc0\x01\n'a\\\x02\n", 1024);
+
+	CHECK_EQ(c.n, 2);
+	CHECK_STREQ(c.msgs[0], "ERR JSON parse error, stray '\"\xc3\xa9\xEF\xBF\xBD\x01'");
+	CHECK_STREQ(c.msgs[1], "ERR JSON parse error, stray ''a\\\x02'");
+	collected_free(&c);
+}
+
 static void test_bad_numbers_are_lexing_errors(void)
 {
 	struct collected c = feed("01\n%d\n-x\n", 1024);
@@ -301,6 +312,7 @@ int main(void)
 		{ "recovery restarts at a structural character",
 		  test_recovery_restarts_at_a_structural_character },
 		{ "bad bytes are quoted as valid UTF-8", test_bad_bytes_are_quoted_as_valid_utf8 },
+		{ "stray token keeps UTF-8 and the escape", test_stray_token_keeps_utf8_and_the_escape },
 		{ "bad numbers are lexing errors", test_bad_numbers_are_lexing_errors },
 		{ "single-quoted strings become JSON", test_single_quoted_strings_become_json },
 		{ "oversized value is refused and skipped", test_oversized_value_is_refused_and_skipped },
