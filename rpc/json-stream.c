@@ -191,7 +191,8 @@ static char *json_stream_stray_token(const struct json_stream *js, unsigned char
 	size_t rawlen = n, i = 0;
 	char *out, *p;
 
-	memcpy(raw, js->buf + js->token_start, n);
+	if (n > 0)	/* buf may be NULL: no message held yet */
+		memcpy(raw, js->buf + js->token_start, n);
 	/* The rewrite turned ' into "; the backslash of an escape is not held yet. */
 	if (single && rawlen > 0)
 		raw[0] = '\'';
