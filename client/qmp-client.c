@@ -88,7 +88,13 @@ struct qmp_client *qmp_client_connect(const char *path, bool trace,
 	/* A daemon that accepts but never greets is as good as absent. */
 	greeting = qmp_client_recv(c, 10000, &err);
 	if (!greeting || !json_is_object(json_object_get(greeting, "QMP"))) {
-		if (greeting)
+		const char *refusal = json_string_value(
+			json_object_get(json_object_get(greeting, "error"), "desc"));
+
+		/* exportd over --max-connections says why instead of greeting. */
+		if (refusal)
+			set_err(errp, "'%s' refused the connection: %s", path, refusal);
+		else if (greeting)
 			set_err(errp, "'%s' did not greet with QMP", path);
 		else if (err)
 			set_err(errp, "no QMP greeting on '%s': %s", path, err);

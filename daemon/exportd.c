@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,7 +34,8 @@
 #include "util.h"
 
 enum {
-	OPT_SOCKET = 256, OPT_PIDFILE, OPT_LOG_LEVEL, OPT_MAX_MESSAGE, OPT_BLOCKDEV,
+	OPT_SOCKET = 256, OPT_PIDFILE, OPT_LOG_LEVEL, OPT_MAX_MESSAGE, OPT_MAX_CONNECTIONS,
+	OPT_BLOCKDEV,
 	OPT_EXPORT, OPT_CHARDEV, OPT_MONITOR, OPT_OBJECT,
 };
 
@@ -68,7 +70,8 @@ static void usage(FILE *f)
 "  --daemonize              run in the background once started (logs to syslog)\n"
 "  --pidfile FILE           write the daemon's PID to FILE\n"
 "  --log-level LEVEL        error, warn, info (default) or debug\n"
-"  --max-message-size N     largest QMP message accepted (default 1M)\n"
+"  --max-message-size N     largest QMP message accepted (default 16M)\n"
+"  --max-connections N      most QMP clients served at once (default 64)\n"
 "  --blockdev OPTIONS       create a block node at start-up (key=value or JSON,\n"
 "                           as QMP blockdev-add)\n"
 "  --export OPTIONS         create an export at start-up (as block-export-add)\n"
@@ -146,6 +149,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "max-message-size", required_argument, NULL, OPT_MAX_MESSAGE },
+		{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
 		{ "blockdev", required_argument, NULL, OPT_BLOCKDEV },
 		{ "export", required_argument, NULL, OPT_EXPORT },
 		{ "chardev", required_argument, NULL, OPT_CHARDEV },
@@ -189,6 +193,16 @@ static void parse_options(struct options *o, int argc, char **argv)
 				usage_error("--max-message-size: '%s' is not a size between 1K and 1G",
 					    optarg);
 			monitor_set_max_message_size((size_t)v);
+			break;
+		}
+		case OPT_MAX_CONNECTIONS: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (end == optarg || *end || v < 1 || v > 65536)
+				usage_error("--max-connections: '%s' is not a number between 1 and 65536",
+					    optarg);
+			monitor_set_max_connections((unsigned int)v);
 			break;
 		}
 		case OPT_BLOCKDEV:
@@ -323,6 +337,31 @@ static int startup(struct options *o, struct error **errp)
 	return 0;
 }
 
+/*
+ * Every QMP client and every export holds descriptors, and the soft limit
+ * is often 1024 while the hard one is far higher: take what we may.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t old;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warn("cannot read the open file limit");
+		return;
+	}
+	if (rl.rlim_cur == rl.rlim_max)
+		return;
+	old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_warn("cannot raise the open file limit from %llu to %llu",
+			 (unsigned long long)old, (unsigned long long)rl.rlim_max);
+	else
+		log_debug("open file limit raised from %llu to %llu",
+			  (unsigned long long)old, (unsigned long long)rl.rlim_max);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what, (void)arg;
@@ -390,6 +429,7 @@ int main(int argc, char **argv)
 	parse_options(&o, argc, argv);
 	log_init(true, o.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	if (o.daemonize)
 		daemonize_start();
 	main_loop_init();

@@ -5,9 +5,12 @@
  * reads its replies, blocks nobody.
  *
  * Memory per connection is bounded: an incoming message larger than the
- * limit gets an error and the connection is closed; when a client does
- * not read, we stop reading its requests once its unread replies exceed
- * OUTPUT_PAUSE, and drop it if events pile up past OUTPUT_MAX.
+ * limit gets an error and is skipped (json-stream.c never holds more than
+ * the limit); when a client does not read, we stop reading its requests
+ * once its unread replies exceed OUTPUT_PAUSE, and drop it if events pile
+ * up past OUTPUT_MAX.  The number of connections is capped, and running
+ * out of file descriptors pauses accepting for a moment (as control.c
+ * does) instead of spinning on a listener that stays readable.
  */
 #include "config.h"
 
@@ -23,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dispatch.h"
@@ -36,6 +40,16 @@
 #define OUTPUT_PAUSE (1u << 20)
 #define OUTPUT_MAX (16u << 20)
 #define READ_CHUNK 65536
+/* How long accepting pauses when we are out of file descriptors. */
+#define ACCEPT_PAUSE_SECONDS 1
+/* A repeated complaint (accept failing, clients refused) is logged this often at most. */
+#define COMPLAINT_INTERVAL_SECONDS 60
+
+/* Say something once, then at most every COMPLAINT_INTERVAL_SECONDS with a count. */
+struct complaint {
+	time_t last;
+	unsigned long suppressed;
+};
 
 struct qmp_conn {
 	struct bufferevent *bev;
@@ -56,7 +70,11 @@ struct qmp_listener {
 static TAILQ_HEAD(, qmp_conn) conns = TAILQ_HEAD_INITIALIZER(conns);
 /* Several sockets are possible: qemu-storage-daemon allows several --monitor. */
 static TAILQ_HEAD(, qmp_listener) listeners = TAILQ_HEAD_INITIALIZER(listeners);
-static size_t max_message = 1u << 20;
+static size_t max_message = MONITOR_DEFAULT_MAX_MESSAGE;
+static unsigned int max_connections = MONITOR_DEFAULT_MAX_CONNECTIONS;
+static unsigned int n_conns;
+static struct event *accept_resume_timer;	/* armed while accepting is paused */
+static struct complaint accept_complaint, refuse_complaint;
 static void monitor_close_finish(void);
 static void (*close_done)(void *opaque);
 static unsigned int conn_serial;
@@ -66,13 +84,56 @@ void monitor_set_max_message_size(size_t bytes)
 	max_message = bytes;
 }
 
+void monitor_set_max_connections(unsigned int n)
+{
+	max_connections = n;
+}
+
+/* Whether to log a complaint now; *suppressed gets how many were skipped since. */
+static bool complaint_due(struct complaint *cp, unsigned long *suppressed)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (cp->last && now.tv_sec - cp->last < COMPLAINT_INTERVAL_SECONDS) {
+		cp->suppressed++;
+		return false;
+	}
+	/* +1: a clock that reads 0 must not look like "never". */
+	cp->last = now.tv_sec + 1;
+	*suppressed = cp->suppressed;
+	cp->suppressed = 0;
+	return true;
+}
+
+static void monitor_accept_resume(void)
+{
+	struct qmp_listener *ql;
+
+	if (!accept_resume_timer)
+		return;
+	event_free(accept_resume_timer);
+	accept_resume_timer = NULL;
+	TAILQ_FOREACH(ql, &listeners, next)
+		evconnlistener_enable(ql->listener);
+}
+
+static void monitor_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	monitor_accept_resume();
+}
+
 static void qmp_conn_free(struct qmp_conn *c)
 {
 	log_debug("QMP connection %u closed", c->serial);
 	TAILQ_REMOVE(&conns, c, next);
+	n_conns--;
 	bufferevent_free(c->bev);
 	json_stream_free(&c->stream);
 	free(c);
+	/* A descriptor was just given back: waiting clients need not wait for the timer. */
+	monitor_accept_resume();
 	if (close_done && TAILQ_EMPTY(&conns))
 		monitor_close_finish();
 }
@@ -91,9 +152,15 @@ static void qmp_conn_drop_deferred(void *opaque)
 	}
 }
 
+static int qmp_conn_append(const char *buf, size_t size, void *out)
+{
+	return evbuffer_add(out, buf, size);
+}
+
 static void qmp_conn_send(struct qmp_conn *c, json_t *msg)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *line;
 	size_t len;
 	char *text;
 
@@ -106,21 +173,49 @@ static void qmp_conn_send(struct qmp_conn *c, json_t *msg)
 		main_loop_defer(qmp_conn_drop_deferred, (void *)(uintptr_t)c->serial);
 		return;
 	}
+	/*
+	 * Serialise into the output buffer's chains, as qmp_format() would
+	 * (same flags): a reply echoing a 16 MiB id is not copied twice more.
+	 * evbuffer_add_buffer() moves the chains; a failed dump is dropped whole.
+	 */
+	line = evbuffer_new();
+	if (line && json_dump_callback(msg, qmp_conn_append, line,
+				       JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) == 0 &&
+	    evbuffer_add(line, "\r\n", 2) == 0) {
+		evbuffer_add_buffer(out, line);
+		evbuffer_free(line);
+		return;
+	}
+	if (line)
+		evbuffer_free(line);
+	log_warnx("QMP connection %u: cannot serialise a message", c->serial);
 	text = qmp_format(msg, &len);
 	evbuffer_add(out, text, len);
 	free(text);
 }
 
-static void qmp_conn_on_message(const char *text, size_t len, void *opaque)
+static void qmp_conn_on_message(const char *text, size_t len, const char *error,
+				void *opaque)
 {
 	struct qmp_conn *c = opaque;
 	json_t *reply;
 
 	if (c->closing)
 		return;
-	reply = qmp_dispatch(&c->session, text, len);
+	if (error) {
+		log_debug("QMP connection %u: %s", c->serial, error);
+		reply = qmp_error_new(ERROR_CLASS_GENERIC, error, NULL);
+	} else {
+		reply = qmp_dispatch(&c->session, text, len);
+	}
 	qmp_conn_send(c, reply);
 	json_decref(reply);
+	/*
+	 * Stop at once, not at the end of the chunk: a chunk of small requests
+	 * with large replies (query-qmp-schema) would queue megabytes.
+	 */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE)
+		json_stream_stop(&c->stream);
 }
 
 static void qmp_conn_read(struct bufferevent *bev, void *arg)
@@ -132,23 +227,9 @@ static void qmp_conn_read(struct bufferevent *bev, void *arg)
 	while (!c->closing && !c->paused && (n = evbuffer_get_length(in)) > 0) {
 		size_t chunk = MIN(n, (size_t)READ_CHUNK);
 		const char *data = (const char *)evbuffer_pullup(in, (ssize_t)chunk);
-		int rc = json_stream_feed(&c->stream, data, chunk, qmp_conn_on_message, c);
 
-		evbuffer_drain(in, chunk);
-		if (rc < 0) {
-			char *desc = xasprintf("QMP input exceeds the limit of %zu bytes; "
-					       "closing the connection", max_message);
-			json_t *err = qmp_error_new(ERROR_CLASS_GENERIC, desc, NULL);
-
-			log_warnx("QMP connection %u: %s", c->serial, desc);
-			qmp_conn_send(c, err);
-			json_decref(err);
-			free(desc);
-			c->closing = true;
-			bufferevent_disable(bev, EV_READ);
-			evbuffer_drain(in, evbuffer_get_length(in));
-			break;
-		}
+		evbuffer_drain(in, json_stream_feed(&c->stream, data, chunk,
+						    qmp_conn_on_message, c));
 		if (evbuffer_get_length(bufferevent_get_output(bev)) > OUTPUT_PAUSE) {
 			c->paused = true;
 			bufferevent_disable(bev, EV_READ);
@@ -183,6 +264,29 @@ static void qmp_conn_event(struct bufferevent *bev, short what, void *arg)
 		qmp_conn_free(c);
 }
 
+/* Over the connection cap: say why in QMP's error shape, without a greeting, and hang up. */
+static void monitor_refuse(evutil_socket_t fd)
+{
+	char *desc = xasprintf("Too many QMP connections: exportd serves at most %u at once "
+			       "(--max-connections); try again later", max_connections);
+	json_t *err = qmp_error_new(ERROR_CLASS_GENERIC, desc, NULL);
+	unsigned long suppressed;
+	size_t len;
+	char *text = qmp_format(err, &len);
+
+	/* A new socket's send buffer is empty: this short line cannot block. */
+	if (send(fd, text, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("cannot tell a refused QMP client why: %s", strerror(errno));
+	close(fd);
+	if (complaint_due(&refuse_complaint, &suppressed))
+		log_warnx("refused a QMP connection: %u are open, the limit "
+			  "(--max-connections); %lu others refused since the last message",
+			  max_connections, suppressed);
+	free(text);
+	json_decref(err);
+	free(desc);
+}
+
 static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 			   struct sockaddr *sa, int socklen, void *arg)
 {
@@ -190,6 +294,10 @@ static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 	json_t *greeting;
 
 	(void)l, (void)sa, (void)socklen, (void)arg;
+	if (n_conns >= max_connections) {
+		monitor_refuse(fd);
+		return;
+	}
 	c = xcalloc(1, sizeof(*c));
 	c->serial = ++conn_serial;
 	c->bev = bufferevent_socket_new(main_loop_base(), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -201,6 +309,7 @@ static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 	}
 	json_stream_init(&c->stream, max_message);
 	TAILQ_INSERT_TAIL(&conns, c, next);
+	n_conns++;
 	bufferevent_setcb(c->bev, qmp_conn_read, qmp_conn_write, qmp_conn_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	greeting = qmp_greeting_new();
@@ -209,11 +318,37 @@ static void monitor_accept(struct evconnlistener *l, evutil_socket_t fd,
 	log_debug("QMP connection %u opened", c->serial);
 }
 
+/*
+ * The listener stays readable while accept() fails, so retrying at once
+ * would spin.  libevent retries by itself only where that is harmless
+ * (EAGAIN, EINTR, ECONNABORTED); on anything else, in practice running out
+ * of descriptors (EMFILE, ENFILE) or memory, stop listening until a
+ * connection closes or a second has passed.
+ */
 static void monitor_accept_error(struct evconnlistener *l, void *arg)
 {
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = { ACCEPT_PAUSE_SECONDS, 0 };
+	unsigned long suppressed;
+	struct qmp_listener *ql;
+
 	(void)l, (void)arg;
-	/* EMFILE and friends: keep running, the next accept may work. */
-	log_warn("accept on the QMP socket failed");
+	if (complaint_due(&accept_complaint, &suppressed)) {
+		if (suppressed)
+			log_warnx("accept on the QMP socket failed: %s (and %lu times since the "
+				  "last message); pausing until a connection closes or for %d s",
+				  strerror(err), suppressed, ACCEPT_PAUSE_SECONDS);
+		else
+			log_warnx("accept on the QMP socket failed: %s; pausing until a "
+				  "connection closes or for %d s", strerror(err),
+				  ACCEPT_PAUSE_SECONDS);
+	}
+	if (accept_resume_timer)
+		return;
+	TAILQ_FOREACH(ql, &listeners, next)
+		evconnlistener_disable(ql->listener);
+	accept_resume_timer = evtimer_new(main_loop_base(), monitor_accept_resume_cb, NULL);
+	evtimer_add(accept_resume_timer, &pause);
 }
 
 /* Whether a daemon answers on path.  A refused connection means a stale file. */
@@ -338,6 +473,10 @@ void monitor_close(void (*done)(void *opaque), void *opaque)
 	struct qmp_listener *ql;
 	struct qmp_conn *c, *tmp;
 
+	if (accept_resume_timer) {
+		event_free(accept_resume_timer);
+		accept_resume_timer = NULL;
+	}
 	while ((ql = TAILQ_FIRST(&listeners))) {
 		TAILQ_REMOVE(&listeners, ql, next);
 		evconnlistener_free(ql->listener);

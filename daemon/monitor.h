@@ -19,8 +19,15 @@ int monitor_listen(const char *path, struct error **errp);
  * runs when all are gone.
  */
 void monitor_close(void (*done)(void *opaque), void *opaque);
-/* Largest accepted message, in bytes (default 1 MiB). */
+/*
+ * Largest accepted message, in bytes.  QEMU takes up to 64 MiB; a
+ * connection holds at most this much of an incoming message.
+ */
+#define MONITOR_DEFAULT_MAX_MESSAGE (16u << 20)
 void monitor_set_max_message_size(size_t bytes);
+/* Most QMP connections served at once; more are told so and closed. */
+#define MONITOR_DEFAULT_MAX_CONNECTIONS 64u
+void monitor_set_max_connections(unsigned int n);
 /*
  * Send an event to every negotiated session.  Main thread only; data is
  * stolen (may be NULL).

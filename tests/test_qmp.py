@@ -221,3 +221,39 @@ def test_rejected_export_add_has_no_side_effect(qmp, tmp_path):
         "writable": "yes"}}))
     assert desc == "Invalid parameter type for 'writable', expected: boolean"
     assert qmp.cmd("query-block-exports") == []
+
+
+# --- framing of bad and QEMU-dialect input (issues 12 and 23) ------------
+
+def test_raw_newline_in_a_string_gets_one_error_and_the_next_line_is_answered(qmp):
+    qmp.send_raw(b'{"exec\n{"execute": "query-version", "id": "after"}\n')
+    cls, desc = error_of(qmp.recv_reply())
+    assert desc == "JSON parse error, stray '\"exec\n'"
+    assert qmp.recv_reply()["id"] == "after"
+
+
+def test_control_character_in_a_string_resynchronises_like_qemu(qmp):
+    # QEMU restarts at the '}' (a stray closer: a second error), then reads on.
+    qmp.send_raw(b'{"a\x01b"}{"execute": "query-version", "id": "after"}')
+    assert error_of(qmp.recv_reply())[1] == "JSON parse error, stray '\"a\x01'"
+    assert error_of(qmp.recv_reply())[1].startswith("JSON parse error, ")
+    assert qmp.recv_reply()["id"] == "after"
+
+
+def test_bytes_that_are_never_utf8_get_a_valid_json_error(qmp):
+    qmp.send_raw(b'\xff{"execute": "query-version", "id": "after"}')
+    assert error_of(qmp.recv_reply())[1] == "JSON parse error, stray '\ufffd'"
+    assert qmp.recv_reply()["id"] == "after"
+
+
+def test_single_quoted_strings_are_accepted_as_qemu_does(daemon):
+    c = daemon.new_client(negotiate=False)
+    c.send_raw(b"{'execute': 'qmp_capabilities'}\n")
+    assert c.recv_reply() == {"return": {}}
+    c.send_raw(b"{'execute': 'query-version', 'id': 'it\\'s \"quoted\"'}\n")
+    assert c.recv_reply()["id"] == 'it\'s "quoted"'
+
+
+def test_escaped_apostrophe_in_a_double_quoted_string(qmp):
+    qmp.send_raw(b'{"execute": "query-version", "id": "it\\\'s"}')
+    assert qmp.recv_reply()["id"] == "it's"

@@ -79,3 +79,49 @@ def test_parse_errors_have_the_same_prefix_as_qsd(daemon, qsd):
         assert reply["error"]["class"] == "GenericError"
         assert reply["error"]["desc"].startswith("JSON parse error, ")
         c.close()
+
+
+# QEMU's framing and JSON dialect (issues 12 and 23): the same bytes must get
+# the same replies, in the same number.  Grammar errors are worded by
+# jansson, not QEMU's parser, so only their prefix is compared; lexing errors
+# ("stray ...") are exportd's own and must match QEMU's exactly.
+FRAMING = [
+    b"{'execute': 'qmp_capabilities'}\n",
+    b"{'execute': 'query-block-exports', 'id': 'it\\'s \"q\"'}\n",
+    b'{"execute": "query-block-exports", "id": "a\\\'b"}\n',
+    b'{"exec\n{"execute": "query-block-exports", "id": 1}\n',
+    b'{"a\x01b"}{"execute": "query-block-exports", "id": 2}',
+    b'\xff{"execute": "query-block-exports", "id": 3}',
+    b'01\n%d\n-x\n{"execute": "query-block-exports", "id": 4}\n',
+    b'1-2 [1,2]: }\n{"execute": "query-block-exports", "id": 5}\n',
+    b'{"execute": "query-block-exports", "id": [1 2]}\n',
+]
+
+
+def replies_until_end(client):
+    client.send_raw(b'{"execute": "query-block-exports", "id": "end"}\n')
+    out = []
+    while True:
+        msg = client.recv()
+        assert msg is not None, f"connection closed after {out}"
+        if msg.get("id") == "end":
+            return out
+        desc = msg.get("error", {}).get("desc", "")
+        if desc.startswith("JSON parse error, ") and "stray" not in desc:
+            msg["error"]["desc"] = "JSON parse error, ..."
+        out.append(msg)
+
+
+def test_framing_and_dialect_like_qsd(daemon, qsd):
+    # One session each (qsd starts once), inputs in order: the first one
+    # negotiates with single quotes.
+    ours, theirs = raw_session(daemon.socket_path), raw_session(qsd)
+    try:
+        for data in FRAMING:
+            ours.send_raw(data)
+            theirs.send_raw(data)
+            a, b = replies_until_end(ours), replies_until_end(theirs)
+            assert a == b, f"for {data!r}:\n  exportd: {a}\n  qsd:     {b}"
+    finally:
+        ours.close()
+        theirs.close()
