@@ -122,6 +122,13 @@ def need(tool):
         pytest.skip("%s is not installed, so this behaviour cannot be checked" % tool)
 
 
+def as_user(pw, *cmd):
+    """Run cmd as the user pw (a pwd entry), without root's groups."""
+    return subprocess.run(["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
+                           "--clear-groups", "--"] + list(cmd),
+                          capture_output=True, timeout=30)
+
+
 def expect_errno(err, fn, *args):
     with pytest.raises(OSError) as exc:
         fn(*args)
