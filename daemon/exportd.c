@@ -29,6 +29,7 @@
 #include "main-loop.h"
 #include "monitor.h"
 #include "pidfile.h"
+#include "runtime-dir.h"
 #include "schema.h"
 #include "shutdown.h"
 #include "util.h"
@@ -240,10 +241,8 @@ static char *default_socket_path(struct error **errp)
 	const char *xdg;
 
 	if (geteuid() == 0) {
-		if (mkdir("/run/exportd", 0700) < 0 && errno != EEXIST) {
-			error_setg_errno(errp, errno, "Failed to create '/run/exportd'");
+		if (runtime_dir_ensure("/run/exportd", errp) < 0)
 			return NULL;
-		}
 		return xstrdup("/run/exportd/exportd.sock");
 	}
 	xdg = getenv("XDG_RUNTIME_DIR");

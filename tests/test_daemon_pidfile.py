@@ -4,14 +4,13 @@ the first), held by the child with --daemonize, and removed at exit only if
 it is still the file the daemon created."""
 
 import os
-import select
 import signal
 import stat
 import subprocess
 
 import pytest
 
-from fusetest import as_user
+from fusetest import as_user, wait_process_exit
 from harness import Daemon, QMPClient, build_path
 
 ROOTS_DATA = b"root's file: never to be overwritten\n"
@@ -21,20 +20,6 @@ def run_exportd(*args, timeout=20, umask=None):
     return subprocess.run([build_path("exportd"), *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL,
                           preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
-
-
-def wait_exit(pid, timeout=20):
-    """Wait for a process that is not our child to end (a pidfd becomes
-    readable when it does)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, "exportd (pid %d) did not exit within %ds" % (pid, timeout)
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture
@@ -57,7 +42,7 @@ def daemonized(tmp_path):
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             continue
-        wait_exit(pid)
+        wait_process_exit(pid)
 
 
 def test_pidfile_link_planted_by_a_user_is_not_followed(shared_dir, other_user, tmp_path):
@@ -130,7 +115,7 @@ def test_daemonized_child_holds_the_lock(daemonized, tmp_path):
     assert r.returncode == 1
     assert "exportd (pid %d) is already running with it" % pid in r.stderr
     os.kill(pid, signal.SIGTERM)
-    wait_exit(pid)
+    wait_process_exit(pid)
     assert not pidfile.exists()
 
 
