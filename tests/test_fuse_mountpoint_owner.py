@@ -6,6 +6,7 @@ with a real second user (the `other_user` fixture)."""
 
 import errno
 import os
+import subprocess
 
 import pytest
 
@@ -180,3 +181,38 @@ def test_renamed_directory_still_revokes_passthrough(qmp, layout, movable, other
         assert_roots_file_intact(m["decoy"])
     finally:
         export_cleanup(qmp, m["moved_mp"], m["decoy"])
+
+
+def test_swapping_the_mountpoint_during_adds_never_covers_roots_file(qmp, layout,
+                                                                     other_user):
+    """The race: while root adds and deletes the export again and again, the
+    user keeps renaming a link to root's file and a file of hers, in turn,
+    over the mountpoint's name.  Each add refuses the link or mounts her
+    file; never root's."""
+    home, mp, roots = layout["home"], layout["mp"], layout["roots"]
+    swapper = subprocess.Popen(
+        ["setpriv", "--reuid=%d" % other_user.pw_uid, "--regid=%d" % other_user.pw_gid,
+         "--clear-groups", "--", "sh", "-c",
+         "cd %s && while :; do ln -sfn %s l && mv -fT l vm.fuse 2>/dev/null; "
+         ": > f && mv -fT f vm.fuse 2>/dev/null; done" % (home, roots)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outcomes = {"mounted": 0, "refused": 0}
+    try:
+        add_file_node(qmp, "f", layout["img"])
+        for _ in range(200):
+            try:
+                add_export(qmp, "e", "f", mp, passthrough="off")
+            except QMPError as e:
+                assert "Refusing mountpoint" in e.desc or "Failed to stat" in e.desc, e.desc
+                outcomes["refused"] += 1
+            else:
+                outcomes["mounted"] += 1
+                assert not mounted(roots)
+                del_export(qmp, "e")
+            assert_roots_file_intact(roots)
+    finally:
+        swapper.kill()
+        swapper.wait()
+        export_cleanup(qmp, mp, roots)
+    # Both sides of the race were exercised.
+    assert outcomes["mounted"] and outcomes["refused"], outcomes
