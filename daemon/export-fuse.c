@@ -297,9 +297,18 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 	else
 		target = xstrdup(fe->mountpoint);
 	if (fuse_session_mount(fe->se, target) != 0) {
+		struct stat st;
+
 		fuse_session_destroy(fe->se);
 		fe->se = NULL;
-		error_setg(errp, "Failed to mount FUSE session to export");
+		/* The file checked lost its name: mount(2) refuses it, rightly. */
+		if (fe->mountpoint_fd >= 0 && fstat(fe->mountpoint_fd, &st) == 0 &&
+		    st.st_nlink == 0)
+			error_setg(errp, "Failed to mount FUSE session to export: '%s' was "
+				   "removed or replaced while it was being mounted",
+				   fe->mountpoint);
+		else
+			error_setg(errp, "Failed to mount FUSE session to export");
 		rc = -1;
 	}
 	free(target);
