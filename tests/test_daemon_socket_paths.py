@@ -36,8 +36,10 @@ set -u
 mount -t tmpfs tmpfs /run
 %s
 "$EXPORTD" --daemonize --pidfile /run/exportd.pid
-echo "rc=$?" >&3
-if [ -e /run/exportd.pid ]; then
+rc=$?
+echo "rc=$rc" >&3
+# (A daemon that failed may still be on its way out, removing its pidfile.)
+if [ "$rc" = 0 ]; then
     echo "pid=$(cat /run/exportd.pid)" >&3
     stat -c 'mode=%%a' /run/exportd >&3
     [ -S /run/exportd/exportd.sock ] && echo "socket=yes" >&3
