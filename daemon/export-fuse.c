@@ -264,9 +264,21 @@ static void *fuse_thread_run(void *opaque)
 
 /* ---- set-up and teardown (main thread) -------------------------------- */
 
+/*
+ * Mount over the file that fuse_mountpoint_resolve() checked and opened,
+ * not over whatever its path names by now: as root, the target is the
+ * magic link /proc/self/fd/N, which mount(2) (and umount2(2), which
+ * libfuse calls with the same string) resolve to that very file, so a
+ * user who swaps a component of the path for a symlink after the check
+ * cannot move the mount.  A daemon run by a user mounts through the
+ * set-uid fusermount3, a process of its own that cannot see our fds: it
+ * gets the path, and acts with the user's rights only.
+ */
 static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct error **errp)
 {
 	static const struct fuse_lowlevel_ops no_ops;
+	char *target;
+	int rc = 0;
 	char *opts = xasprintf("max_read=%u,default_permissions%s", FUSE_EXPORT_MAX_IO,
 			       allow_other ? ",allow_other" : "");
 	char *argv[] = { (char *)"exportd", (char *)"-o", opts, NULL };
@@ -280,13 +292,27 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 		error_setg(errp, "Failed to set up FUSE session");
 		return -1;
 	}
-	if (fuse_session_mount(fe->se, fe->mountpoint) != 0) {
+	if (geteuid() == 0)
+		target = xasprintf("/proc/self/fd/%d", fe->mountpoint_fd);
+	else
+		target = xstrdup(fe->mountpoint);
+	if (fuse_session_mount(fe->se, target) != 0) {
+		struct stat st;
+
 		fuse_session_destroy(fe->se);
 		fe->se = NULL;
-		error_setg(errp, "Failed to mount FUSE session to export");
-		return -1;
+		/* The file checked lost its name: mount(2) refuses it, rightly. */
+		if (fe->mountpoint_fd >= 0 && fstat(fe->mountpoint_fd, &st) == 0 &&
+		    st.st_nlink == 0)
+			error_setg(errp, "Failed to mount FUSE session to export: '%s' was "
+				   "removed or replaced while it was being mounted",
+				   fe->mountpoint);
+		else
+			error_setg(errp, "Failed to mount FUSE session to export");
+		rc = -1;
 	}
-	return 0;
+	free(target);
+	return rc;
 }
 
 static int fuse_clone_fd(int fd, struct error **errp)
@@ -445,6 +471,13 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	if (fe->pt_fd >= 0)
 		close(fe->pt_fd);
 	fe->pt_fd = -1;
+	/* After the unmount: libfuse unmounts through /proc/self/fd/N. */
+	if (fe->mountpoint_fd >= 0)
+		close(fe->mountpoint_fd);
+	fe->mountpoint_fd = -1;
+	if (fe->mountpoint_dir_fd >= 0)
+		close(fe->mountpoint_dir_fd);
+	fe->mountpoint_dir_fd = -1;
 	if (fe->stop_fd >= 0)
 		close(fe->stop_fd);
 	fe->stop_fd = -1;
@@ -627,6 +660,8 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	fe->stop_fd = -1;
 	fe->pt_fd = -1;
 	fe->backing_dev_fd = -1;
+	fe->mountpoint_fd = -1;
+	fe->mountpoint_dir_fd = -1;
 	pthread_mutex_init(&fe->lock, NULL);
 	pthread_mutex_init(&fe->resize_lock, NULL);
 	pthread_cond_init(&fe->cond, NULL);
@@ -672,9 +707,13 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 			 json_string_value(iothread));
 	fe->writethrough = json_is_true(json_object_get(options, "writethrough"));
 
-	/* Never stat through one of our own mounts (qsd 7.2 deadlocks there). */
+	/*
+	 * Never stat through one of our own mounts (qsd 7.2 deadlocks there);
+	 * keep an fd of the file checked, the mount goes through it.
+	 */
 	fe->mountpoint = fuse_mountpoint_resolve(mountpoint, fuse_mountpoint_is_ours, NULL,
-						 &ours, &st, errp);
+						 &ours, &st, &fe->mountpoint_fd,
+						 &fe->mountpoint_dir_fd, errp);
 	if (!fe->mountpoint)
 		goto fail;
 	if (ours) {
@@ -750,15 +789,36 @@ fail:
 	return -1;
 }
 
+/*
+ * Look our mount's root up for revocation: the path may lead elsewhere by
+ * now (a directory on it renamed, a link put in its place), the directory
+ * we checked does not move, and the name in it cannot while mounted over
+ * (rename and unlink of a mountpoint fail with EBUSY), so this reaches
+ * our mount and no other file.  (Not held open from the start: an fd of
+ * the root would make an outside `umount` fail with EBUSY.)
+ */
+static int fuse_export_open_root(struct fuse_export *fe)
+{
+	const char *name = strrchr(fe->mountpoint, '/');
+
+	if (fe->mountpoint_dir_fd < 0 || !name)
+		return open(fe->mountpoint, O_PATH | O_CLOEXEC);
+	return openat(fe->mountpoint_dir_fd, name + 1, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+}
+
 static void *fuse_revoke_run(void *opaque)
 {
 	struct fuse_export *fe = opaque;
 	struct statx stx;
+	int fd = fuse_export_open_root(fe);
 
 	/* FORCE_SYNC: a GETATTR even while the cached attributes are valid. */
-	if (statx(AT_FDCWD, fe->mountpoint, AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) == 0)
+	if (fd >= 0 &&
+	    statx(fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) == 0)
 		log_warnx("export '%s': the kernel kept the passthrough inode after "
 			  "teardown began", fe->common.id);
+	if (fd >= 0)
+		close(fd);
 	pthread_mutex_lock(&fe->lock);
 	fe->revoke_done = true;
 	pthread_cond_broadcast(&fe->cond);

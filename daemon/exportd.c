@@ -29,6 +29,8 @@
 #include "log.h"
 #include "main-loop.h"
 #include "monitor.h"
+#include "pidfile.h"
+#include "runtime-dir.h"
 #include "schema.h"
 #include "shutdown.h"
 #include "util.h"
@@ -57,7 +59,7 @@ struct options {
 
 static int ready_fd = -1;	/* daemonize: tells the parent how start-up went */
 static int exit_status;
-static char *pidfile_written;
+static struct pidfile *pidfile;
 
 static void usage(FILE *f)
 {
@@ -253,10 +255,8 @@ static char *default_socket_path(struct error **errp)
 	const char *xdg;
 
 	if (geteuid() == 0) {
-		if (mkdir("/run/exportd", 0700) < 0 && errno != EEXIST) {
-			error_setg_errno(errp, errno, "Failed to create '/run/exportd'");
+		if (runtime_dir_ensure("/run/exportd", errp) < 0)
 			return NULL;
-		}
 		return xstrdup("/run/exportd/exportd.sock");
 	}
 	xdg = getenv("XDG_RUNTIME_DIR");
@@ -295,6 +295,12 @@ static int startup_blockdev_or_export(int kind, const char *arg, struct error **
 
 static int startup(struct options *o, struct error **errp)
 {
+	/* First: a second daemon with our pidfile must not touch anything. */
+	if (o->pidfile) {
+		pidfile = pidfile_create(o->pidfile, errp);
+		if (!pidfile)
+			return -1;
+	}
 	if (!o->have_socket) {
 		char *path = default_socket_path(errp);
 		int rc;
@@ -324,15 +330,6 @@ static int startup(struct options *o, struct error **errp)
 		}
 		if (rc < 0)
 			return -1;
-	}
-	if (o->pidfile) {
-		FILE *f = fopen(o->pidfile, "we");
-
-		if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
-			error_setg_errno(errp, errno, "Failed to write pidfile '%s'", o->pidfile);
-			return -1;
-		}
-		pidfile_written = xstrdup(o->pidfile);
 	}
 	return 0;
 }
@@ -467,10 +464,7 @@ int main(int argc, char **argv)
 		signal(signums[i], SIG_IGN);
 		event_free(sigs[i]);
 	}
-	if (pidfile_written) {
-		unlink(pidfile_written);
-		free(pidfile_written);
-	}
+	pidfile_remove(pidfile);
 	for (size_t i = 0; i < o.n_items; i++)
 		free(o.items[i].arg);
 	free(o.items);

@@ -78,6 +78,8 @@ struct fuse_export {
 	struct export common;
 	struct fuse_session *se;
 	char *mountpoint;	/* canonical */
+	int mountpoint_fd;	/* O_PATH fd of the file mounted on, or -1 */
+	int mountpoint_dir_fd;	/* O_PATH fd of the directory holding it, or -1 */
 	bool mounted;		/* listed in fuse_mounts */
 	bool allow_other;
 	bool writethrough;

@@ -15,10 +15,20 @@
  * walk, ".." drops the last resolved component (safe, because what is
  * resolved so far never contains a symlink).  The result is the path
  * that mount(2) will cover, which is what the export remembers.
+ *
+ * The daemon runs as root and mounts where it is told, possibly in a
+ * directory that a user can write.  So the walk is made of
+ * openat(O_PATH | O_NOFOLLOW) calls from one directory fd to the next,
+ * never of path look-ups, and hands back an O_PATH fd of the file it
+ * checked: the mount goes through that fd, and swapping a component after
+ * the check changes nothing.  A symbolic link is followed only when
+ * neither it nor the directory holding it belongs to another user (see
+ * link_is_trusted): otherwise a user could point root's mount at any file.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,23 +77,53 @@ static bool at_end(const char *rest, bool *slash)
 	return *p == '\0';
 }
 
+/*
+ * Whether root may follow the symlink (link) found in directory (dir):
+ * both must belong to root or to the user the daemon runs as.  A link
+ * that another user planted, or any link in a directory another user
+ * owns (who could swap it), could point the mount at a file that user
+ * must not cover.  Like the kernel's protected_symlinks, for every
+ * directory and not only sticky ones.
+ */
+static bool link_is_trusted(const struct stat *link, const struct stat *dir)
+{
+	uid_t self = geteuid();
+
+	return (link->st_uid == 0 || link->st_uid == self) &&
+	       (dir->st_uid == 0 || dir->st_uid == self);
+}
+
+/* Replace *fd by nfd. */
+static void fd_replace(int *fd, int nfd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = nfd;
+}
+
 char *fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, void *opaque,
-			bool *is_ours, struct stat *st, struct error **errp)
+			      bool *is_ours, struct stat *st, int *fdp, int *dirfdp,
+			      struct error **errp)
 {
 	char *resolved = NULL, *work = NULL, *cand = NULL;
 	const char *rest;
 	char comp[NAME_MAX + 1], linkbuf[PATH_MAX];
-	struct stat sb;
+	struct stat sb, dir_sb;
 	int links = 0, err = 0, r;
+	int dirfd = -1, fd = -1;
 	bool slash;
 
 	*is_ours = false;
+	*fdp = -1;
+	if (dirfdp)
+		*dirfdp = -1;
 	if (path[0] == '\0') {
 		err = ENOENT;
 		goto fail;
 	}
 	if (path[0] == '/') {
 		resolved = xstrdup("");
+		dirfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	} else {
 		char *cwd = getcwd(NULL, 0);
 
@@ -94,6 +134,11 @@ char *fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, vo
 		/* "" stands for "/", so that appending "/comp" works. */
 		resolved = xstrdup(strcmp(cwd, "/") ? cwd : "");
 		free(cwd);
+		dirfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (dirfd < 0) {
+		err = errno;
+		goto fail;
 	}
 	work = xstrdup(path);
 	rest = work;
@@ -112,8 +157,17 @@ char *fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, vo
 		if (!strcmp(comp, "..")) {
 			char *s = strrchr(resolved, '/');
 
-			if (s)
+			/* The real parent of a directory we hold: nothing to swap. */
+			if (s) {
 				*s = '\0';
+				fd = openat(dirfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+				if (fd < 0) {
+					err = errno;
+					goto fail;
+				}
+				fd_replace(&dirfd, fd);
+				fd = -1;
+			}
 			continue;
 		}
 		free(cand);
@@ -130,7 +184,8 @@ char *fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, vo
 			*is_ours = true;
 			goto done;
 		}
-		if (lstat(cand, &sb) < 0) {
+		fd = openat(dirfd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &sb) < 0) {
 			err = errno;
 			goto fail;
 		}
@@ -138,22 +193,47 @@ char *fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, vo
 			ssize_t n;
 			char *spliced;
 
+			if (fstat(dirfd, &dir_sb) < 0) {
+				err = errno;
+				goto fail;
+			}
+			if (!link_is_trusted(&sb, &dir_sb)) {
+				bool foreign_link = sb.st_uid != 0 && sb.st_uid != geteuid();
+
+				error_setg(errp, "Refusing mountpoint '%s': '%s' is a symbolic link "
+					   "%s uid %u (only links owned by root in directories "
+					   "owned by root are followed)", path, cand,
+					   foreign_link ? "owned by" : "in a directory owned by",
+					   (unsigned)(foreign_link ? sb.st_uid : dir_sb.st_uid));
+				goto fail_set;
+			}
 			if (++links > MOUNTPOINT_MAX_LINKS) {
 				err = ELOOP;
 				goto fail;
 			}
-			n = readlink(cand, linkbuf, sizeof(linkbuf) - 1);
+			/* An O_PATH fd of a link: "" reads the link itself. */
+			n = readlinkat(fd, "", linkbuf, sizeof(linkbuf) - 1);
 			if (n < 0) {
 				err = errno;
 				goto fail;
 			}
+			close(fd);
+			fd = -1;
 			if (n == 0) {
 				err = ENOENT;
 				goto fail;
 			}
 			linkbuf[n] = '\0';
-			if (linkbuf[0] == '/')
+			if (linkbuf[0] == '/') {
 				resolved[0] = '\0';
+				fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+				if (fd < 0) {
+					err = errno;
+					goto fail;
+				}
+				fd_replace(&dirfd, fd);
+				fd = -1;
+			}
 			/* rest is empty or starts with its separator. */
 			spliced = xasprintf("%s%s", linkbuf, rest);
 			free(work);
@@ -170,24 +250,41 @@ char *fuse_mountpoint_resolve(const char *path, fuse_mountpoint_ours_fn ours, vo
 		cand = NULL;
 		if (last) {
 			*st = sb;
+			*fdp = fd;
+			fd = -1;
+			if (dirfdp) {
+				*dirfdp = dirfd;
+				dirfd = -1;
+			}
 			goto done;
 		}
+		fd_replace(&dirfd, fd);
+		fd = -1;
 	}
 	/* The path named a directory ("/", "x/..", ...). */
 	if (resolved[0] == '\0') {
 		free(resolved);
 		resolved = xstrdup("/");
 	}
-	if (lstat(resolved, st) < 0) {
+	if (fstat(dirfd, st) < 0) {
 		err = errno;
 		goto fail;
 	}
+	*fdp = dirfd;
+	dirfd = -1;
 done:
+	if (dirfd >= 0)
+		close(dirfd);
 	free(cand);
 	free(work);
 	return resolved;
 fail:
 	error_setg_errno(errp, err, "Failed to stat '%s'", path);
+fail_set:
+	if (fd >= 0)
+		close(fd);
+	if (dirfd >= 0)
+		close(dirfd);
 	free(cand);
 	free(work);
 	free(resolved);

@@ -64,6 +64,7 @@ struct qmp_conn {
 struct qmp_listener {
 	struct evconnlistener *listener;
 	char *path;
+	struct stat bound;	/* the socket file we created (dev, ino) */
 	TAILQ_ENTRY(qmp_listener) next;
 };
 
@@ -351,11 +352,30 @@ static void monitor_accept_error(struct evconnlistener *l, void *arg)
 	evtimer_add(accept_resume_timer, &pause);
 }
 
+/*
+ * Remove the socket file at path only if it is still the one bound (st):
+ * by the time we leave, its directory may hold someone else's file under
+ * that name, and removing it would be ours to answer for.
+ */
+static void monitor_unlink_socket(const char *path, const struct stat *bound)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return;
+	if (st.st_dev != bound->st_dev || st.st_ino != bound->st_ino) {
+		log_warnx("'%s' is no longer the socket exportd created; leaving it", path);
+		return;
+	}
+	if (unlink(path) < 0)
+		log_warn("cannot remove socket '%s'", path);
+}
+
 /* Whether a daemon answers on path.  A refused connection means a stale file. */
 static int monitor_check_stale(const char *path, const struct sockaddr_un *sun,
 			       struct error **errp)
 {
-	struct stat st;
+	struct stat st, now;
 	int fd, rc;
 
 	if (lstat(path, &st) < 0) {
@@ -380,6 +400,12 @@ static int monitor_check_stale(const char *path, const struct sockaddr_un *sun,
 		return -1;
 	}
 	log_info("replacing stale socket '%s'", path);
+	/* Only the socket we probed: not a file put in its place meanwhile. */
+	if (lstat(path, &now) == 0 && (now.st_dev != st.st_dev || now.st_ino != st.st_ino)) {
+		error_setg(errp, "'%s' was replaced while exportd checked it; not "
+			   "replacing it", path);
+		return -1;
+	}
 	if (unlink(path) < 0 && errno != ENOENT) {
 		error_setg_errno(errp, errno, "Failed to remove stale socket '%s'", path);
 		return -1;
@@ -392,6 +418,7 @@ int monitor_listen(const char *path, struct error **errp)
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct evconnlistener *listener;
 	struct qmp_listener *ql;
+	struct stat bound;
 	mode_t old_umask;
 	int fd, rc;
 
@@ -417,10 +444,16 @@ int monitor_listen(const char *path, struct error **errp)
 		close(fd);
 		return -1;
 	}
+	/* Remember which file is ours, to remove that one and no other. */
+	if (lstat(path, &bound) < 0 || !S_ISSOCK(bound.st_mode)) {
+		error_setg(errp, "Socket '%s' was replaced right after it was created", path);
+		close(fd);
+		return -1;
+	}
 	if (listen(fd, 64) < 0) {
 		error_setg_errno(errp, errno, "Failed to listen on '%s'", path);
 		close(fd);
-		unlink(path);
+		monitor_unlink_socket(path, &bound);
 		return -1;
 	}
 	listener = evconnlistener_new(main_loop_base(), monitor_accept, NULL,
@@ -428,13 +461,14 @@ int monitor_listen(const char *path, struct error **errp)
 	if (!listener) {
 		error_setg(errp, "Failed to watch socket '%s'", path);
 		close(fd);
-		unlink(path);
+		monitor_unlink_socket(path, &bound);
 		return -1;
 	}
 	evconnlistener_set_error_cb(listener, monitor_accept_error);
 	ql = xcalloc(1, sizeof(*ql));
 	ql->listener = listener;
 	ql->path = xstrdup(path);
+	ql->bound = bound;
 	TAILQ_INSERT_TAIL(&listeners, ql, next);
 	log_info("listening on %s", path);
 	return 0;
@@ -480,7 +514,7 @@ void monitor_close(void (*done)(void *opaque), void *opaque)
 	while ((ql = TAILQ_FIRST(&listeners))) {
 		TAILQ_REMOVE(&listeners, ql, next);
 		evconnlistener_free(ql->listener);
-		unlink(ql->path);
+		monitor_unlink_socket(ql->path, &ql->bound);
 		free(ql->path);
 		free(ql);
 	}

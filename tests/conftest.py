@@ -12,14 +12,18 @@ in the run's TMPDIR (a dir of its own, so that tempfile users are checked
 too).  Leftovers are removed and fail the run."""
 
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import uuid
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from fusetest import need  # noqa: E402
 from harness import Daemon, build_path, unmount_all_under  # noqa: E402
 
 
@@ -128,3 +132,37 @@ def mp(tmp_path):
     p = tmp_path / "t.fuse"
     p.touch()
     return p
+
+
+@pytest.fixture
+def other_user():
+    """A second, non-root user that the test creates and removes (its
+    pwd entry)."""
+    need("useradd")
+    need("setpriv")
+    if os.geteuid() != 0:
+        pytest.skip("creating a second user needs root")
+    name = "exportdt%s" % uuid.uuid4().hex[:8]
+    subprocess.run(["useradd", "-r", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True)
+    try:
+        import pwd
+        pw = pwd.getpwnam(name)
+        yield pw
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every user can reach (pytest's tmp_path is 0700)."""
+    d = tempfile.mkdtemp(prefix="exportd-ao-", dir="/tmp")
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        for line in open("/proc/self/mountinfo"):
+            p = line.split()[4]
+            if p.startswith(d + "/"):
+                subprocess.run(["umount", "-l", p], check=False)
+        shutil.rmtree(d, ignore_errors=True)

@@ -11,6 +11,7 @@ import ctypes.util
 import errno
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -180,6 +181,27 @@ def assert_identical(a, b):
 def need(tool):
     if shutil.which(tool) is None:
         pytest.skip("%s is not installed, so this behaviour cannot be checked" % tool)
+
+
+def as_user(pw, *cmd):
+    """Run cmd as the user pw (a pwd entry), without root's groups."""
+    return subprocess.run(["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
+                           "--clear-groups", "--"] + list(cmd),
+                          capture_output=True, timeout=30)
+
+
+def wait_process_exit(pid, timeout=20):
+    """Wait for a process that is not our child (a daemonized exportd) to
+    end: its pidfd becomes readable when it does."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, "process %d did not exit within %ds" % (pid, timeout)
+    finally:
+        os.close(fd)
 
 
 def expect_errno(err, fn, *args):

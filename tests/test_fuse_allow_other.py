@@ -3,56 +3,15 @@ test creates (and removes), and auto's fallback when exportd itself runs
 as a user that /etc/fuse.conf does not allow allow_other."""
 
 import os
-import shutil
 import subprocess
-import tempfile
-import uuid
 
 import pytest
 
-from fusetest import (QMPError, add_export, add_file_node, export_cleanup, export_info,
-                      mounted, need, random_image)
+from fusetest import (QMPError, add_export, add_file_node, as_user, export_cleanup,
+                      export_info, mounted, need, random_image)
 from harness import Daemon, QMPClient
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def other_user():
-    need("useradd")
-    need("setpriv")
-    if os.geteuid() != 0:
-        pytest.skip("creating a second user needs root")
-    name = "exportdt%s" % uuid.uuid4().hex[:8]
-    subprocess.run(["useradd", "-r", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin",
-                    name], check=True, capture_output=True)
-    try:
-        import pwd
-        pw = pwd.getpwnam(name)
-        yield pw
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
-
-
-@pytest.fixture
-def shared_dir():
-    """A directory every user can reach (pytest's tmp_path is 0700)."""
-    d = tempfile.mkdtemp(prefix="exportd-ao-", dir="/tmp")
-    os.chmod(d, 0o755)
-    try:
-        yield d
-    finally:
-        for line in open("/proc/self/mountinfo"):
-            p = line.split()[4]
-            if p.startswith(d + "/"):
-                subprocess.run(["umount", "-l", p], check=False)
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def as_user(pw, *cmd):
-    return subprocess.run(["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid,
-                           "--clear-groups", "--"] + list(cmd),
-                          capture_output=True, timeout=30)
 
 
 def setup_export(qmp, shared_dir, allow_other):

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,11 @@ static char *resolve(const char *path, bool *ours, char **msg)
 {
 	struct stat st;
 	struct error *err = NULL;
-	char *r = fuse_mountpoint_resolve(path, NULL, NULL, ours, &st, &err);
+	int fd;
+	char *r = fuse_mountpoint_resolve(path, NULL, NULL, ours, &st, &fd, NULL, &err);
 
+	if (fd >= 0)
+		close(fd);
 	*msg = err ? xstrdup(err->msg) : NULL;
 	error_free(err);
 	return r;
@@ -156,21 +160,23 @@ static void test_ours_never_stat(void)
 	struct stat st;
 	struct error *err = NULL;
 	bool ours = false;
+	int fd;
 	char *r;
 
 	served = s;
 	p = xasprintf("%s/a/rel/../rel/served", root);
-	r = fuse_mountpoint_resolve(p, is_served, NULL, &ours, &st, &err);
+	r = fuse_mountpoint_resolve(p, is_served, NULL, &ours, &st, &fd, NULL, &err);
 	CHECK_STREQ(r, s);
 	CHECK(ours);
 	CHECK(err == NULL);
 	CHECK(ours_calls > 0);
+	CHECK(fd == -1);
 	free(r);
 	free(p);
 
 	/* Something below a served file: ENOTDIR without looking. */
 	p = xasprintf("%s/a/b/served/x", root);
-	r = fuse_mountpoint_resolve(p, is_served, NULL, &ours, &st, &err);
+	r = fuse_mountpoint_resolve(p, is_served, NULL, &ours, &st, &fd, NULL, &err);
 	CHECK(r == NULL);
 	CHECK(err && strstr(err->msg, "Not a directory"));
 	error_free(err);
@@ -183,19 +189,75 @@ static void test_regular_stat(void)
 	char *p = xasprintf("%s/a", root);
 	struct stat st;
 	bool ours;
-	char *r = fuse_mountpoint_resolve(p, NULL, NULL, &ours, &st, NULL);
+	int fd;
+	char *r = fuse_mountpoint_resolve(p, NULL, NULL, &ours, &st, &fd, NULL, NULL);
 
 	CHECK(r != NULL);
 	CHECK(!ours);
 	CHECK(S_ISDIR(st.st_mode));
+	CHECK(fd >= 0);
+	close(fd);
 	free(r);
 	free(p);
-	r = fuse_mountpoint_resolve("/", NULL, NULL, &ours, &st, NULL);
+	r = fuse_mountpoint_resolve("/", NULL, NULL, &ours, &st, &fd, NULL, NULL);
 	CHECK_STREQ(r, "/");
+	close(fd);
 	free(r);
-	r = fuse_mountpoint_resolve("/..", NULL, NULL, &ours, &st, NULL);
+	r = fuse_mountpoint_resolve("/..", NULL, NULL, &ours, &st, &fd, NULL, NULL);
 	CHECK_STREQ(r, "/");
+	close(fd);
 	free(r);
+}
+
+/* The fd names the file checked, whatever the path names afterwards. */
+static void test_fd_is_the_file_checked(void)
+{
+	char *p = xasprintf("%s/swap", root), *other = xasprintf("%s/a/b/file", root);
+	struct stat st, fst, ost;
+	bool ours;
+	int fd, dirfd;
+	char *r;
+
+	CHECK(close(creat(p, 0644)) == 0);
+	r = fuse_mountpoint_resolve(p, NULL, NULL, &ours, &st, &fd, &dirfd, NULL);
+	CHECK_STREQ(r, p);
+	CHECK(fd >= 0 && dirfd >= 0);
+	CHECK(unlink(p) == 0 && symlink(other, p) == 0);
+	CHECK(fstat(fd, &fst) == 0 && stat(other, &ost) == 0);
+	CHECK(fst.st_ino == st.st_ino && fst.st_ino != ost.st_ino);
+	CHECK(fstat(dirfd, &fst) == 0 && stat(root, &ost) == 0);
+	CHECK(fst.st_ino == ost.st_ino);
+	close(fd);
+	close(dirfd);
+	unlink(p);
+	free(r);
+	free(p);
+	free(other);
+}
+
+/* As root: a link of another user is not followed, root's own links are. */
+static void test_foreign_link_refused(void)
+{
+	char *p = xasprintf("%s/foreign", root), *want, *msg;
+	bool ours;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "    skipped: needs root to give a link away\n");
+		return;
+	}
+	CHECK(symlink("a/b/file", p) == 0);
+	CHECK(lchown(p, 65534, 65534) == 0);
+	CHECK(resolve(p, &ours, &msg) == NULL);
+	want = xasprintf("Refusing mountpoint '%s': '%s' is a symbolic link owned by uid "
+			 "65534 (only links owned by root in directories owned by root are "
+			 "followed)", p, p);
+	CHECK_STREQ(msg, want);
+	free(want);
+	free(msg);
+	CHECK(lchown(p, 0, 0) == 0);
+	check_resolves(p, "a/b/file");
+	unlink(p);
+	free(p);
 }
 
 int main(void)
@@ -206,6 +268,8 @@ int main(void)
 		{ "errors", test_errors },
 		{ "served paths are never stat'ed", test_ours_never_stat },
 		{ "final stat", test_regular_stat },
+		{ "the fd is the file checked", test_fd_is_the_file_checked },
+		{ "links of other users are refused", test_foreign_link_refused },
 		{ NULL, NULL },
 	};
 	int ret;
