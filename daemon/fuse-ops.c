@@ -498,7 +498,7 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 }
 
 /*
- * The one place where requests are counted: after the reply, on the
+ * The one place where requests are counted: just before the reply, on the
  * calling thread's own stats slot (see export-stats.h), from the opcode
  * and the outcome the handler left in rep.
  */
@@ -638,6 +638,11 @@ int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 	fuse_export_serve(fe, &req, &rep);
 	if (rep.none)
 		return 0;
+	/*
+	 * Counted before it is answered, as the io_uring path does: a client
+	 * that has its reply and then asks for statistics must find it there.
+	 */
+	fuse_export_account(fe, (int)(t - fe->threads), &req, &rep, start);
 	iov.iov_base = (void *)rep.body;
 	iov.iov_len = rep.len;
 	ret = fuse_proto_reply_iov(t->fd, req.unique, rep.err, &iov, rep.len ? 1 : 0);
@@ -645,7 +650,6 @@ int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
 	if (ret < 0 && ret != -ENOENT && !atomic_load(&fe->stopping))
 		log_debug("export '%s': cannot reply to %s: %s", fe->common.id,
 			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)), strerror(-ret));
-	fuse_export_account(fe, (int)(t - fe->threads), &req, &rep, start);
 	return 0;
 }
 
