@@ -95,3 +95,35 @@ def test_sigterm_unmounts_every_export(tmp_path):
         assert all(os.path.getsize(m) == 0 for m in mnts)
     finally:
         d.cleanup()
+
+
+def test_implied_keys_as_qsd(tmp_path):
+    """qsd's implied first keys: --blockdev DRIVER,..., --export TYPE,...,
+    --object QOM-TYPE,..., --chardev BACKEND,..., --monitor CHARDEV."""
+    img = make_pattern_image(tmp_path / "x.img", 1 << 20)
+    mnt = tmp_path / "m.raw"
+    mnt.touch()
+    sock = tmp_path / "qmp.sock"
+    d = Daemon(tmp_path / "d")
+    d.socket_path = str(sock)
+    d.start(["--object", "iothread,id=t",
+             "--chardev", f"socket,id=m,path={sock},server=on,wait=off",
+             "--monitor", "m",
+             "--blockdev", f"file,node-name=f,filename={img}",
+             "--blockdev", "raw,file=f,node-name=r",
+             "--export", f"fuse,id=e,node-name=r,mountpoint={mnt}"], socket_arg=False)
+    try:
+        assert filecmp.cmp(img, mnt, shallow=False)
+        nodes = {n["node-name"]: n["drv"] for n in d.new_client().cmd("query-named-block-nodes")}
+        assert nodes == {"f": "file", "r": "raw"}
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def test_only_the_first_element_may_imply_its_key(tmp_path):
+    r = subprocess.run([
+        build_path("exportd"), "--socket", str(tmp_path / "s"),
+        "--blockdev", "node-name=n,raw"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "--blockdev: Expected '=' after parameter 'raw'" in r.stderr
