@@ -50,7 +50,10 @@ struct options {
 	struct startup_item *items;
 	size_t n_items;
 	json_t *chardevs;	/* id -> path, from --chardev socket,... */
-	bool have_socket;
+	bool have_socket;	/* --socket or --monitor */
+	bool socket_given;	/* --socket */
+	bool log_level_given;	/* --log-level */
+	bool qsd_options;	/* any of qsd's --blockdev, --export, --chardev, ... */
 };
 
 static int ready_fd = -1;	/* daemonize: tells the parent how start-up went */
@@ -64,10 +67,12 @@ static void usage(FILE *f)
 "Present disk images as plain files through FUSE, managed over QMP.\n"
 "\n"
 "  --socket PATH            QMP socket (default /run/exportd/exportd.sock as root,\n"
-"                           $XDG_RUNTIME_DIR/exportd.sock otherwise)\n"
+"                           $XDG_RUNTIME_DIR/exportd.sock otherwise; none by\n"
+"                           default with qemu-storage-daemon options)\n"
 "  --daemonize              run in the background once started (logs to syslog)\n"
 "  --pidfile FILE           write the daemon's PID to FILE\n"
-"  --log-level LEVEL        error, warn, info (default) or debug\n"
+"  --log-level LEVEL        error, warn, info (default) or debug (default warn\n"
+"                           with qemu-storage-daemon options and no --socket)\n"
 "  --max-message-size N     largest QMP message accepted (default 1M)\n"
 "  --blockdev OPTIONS       create a block node at start-up (key=value or JSON,\n"
 "                           as QMP blockdev-add; 'raw,...' means driver=raw)\n"
@@ -192,6 +197,12 @@ static void parse_object(const char *arg)
 	json_decref(opts);
 }
 
+/* qsd's options and none of exportd's own socket options. */
+static bool started_as_qsd(const struct options *o)
+{
+	return o->qsd_options && !o->socket_given;
+}
+
 static void parse_options(struct options *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -218,6 +229,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 		case OPT_SOCKET:
 			startup_add(o, OPT_SOCKET, optarg);
 			o->have_socket = true;
+			o->socket_given = true;
 			break;
 		case 'd':
 			o->daemonize = true;
@@ -226,6 +238,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 			o->pidfile = optarg;
 			break;
 		case OPT_LOG_LEVEL:
+			o->log_level_given = true;
 			o->log_level = log_level_parse(optarg);
 			if (o->log_level < 0)
 				usage_error("--log-level: '%s' is not one of error, warn, info, debug",
@@ -248,15 +261,19 @@ static void parse_options(struct options *o, int argc, char **argv)
 		case OPT_BLOCKDEV:
 		case OPT_EXPORT:
 			startup_add(o, c, optarg);
+			o->qsd_options = true;
 			break;
 		case OPT_CHARDEV:
 			parse_chardev(o, optarg);
+			o->qsd_options = true;
 			break;
 		case OPT_MONITOR:
 			parse_monitor(o, optarg);
+			o->qsd_options = true;
 			break;
 		case OPT_OBJECT:
 			parse_object(optarg);
+			o->qsd_options = true;
 			break;
 		case 'V':
 			printf("exportd %s\n", EXPORTD_VERSION);
@@ -271,6 +288,14 @@ static void parse_options(struct options *o, int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	/*
+	 * Started as qemu-storage-daemon (its options, no --socket), exportd
+	 * behaves as qsd: silent on stderr unless something goes wrong, so
+	 * that tools and test suites that compare qsd's output see none of
+	 * ours.  --log-level or --socket make it exportd again.
+	 */
+	if (started_as_qsd(o) && !o->log_level_given)
+		o->log_level = LOG_LEVEL_WARN;
 }
 
 /* /run/exportd/exportd.sock as root, $XDG_RUNTIME_DIR/exportd.sock otherwise. */
@@ -322,7 +347,12 @@ static int startup_blockdev_or_export(int kind, const char *arg, struct error **
 
 static int startup(struct options *o, struct error **errp)
 {
-	if (!o->have_socket) {
+	/*
+	 * qsd has no QMP socket but those its command line asks for: several
+	 * such daemons must be able to run at once (QEMU's iotests start
+	 * them so), which one default socket would forbid.
+	 */
+	if (!o->have_socket && !started_as_qsd(o)) {
 		char *path = default_socket_path(errp);
 		int rc;
 
