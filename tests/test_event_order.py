@@ -4,7 +4,10 @@ an export at once, the event comes first (qsd 7.2 does this, and tools that
 wait for the event after the reply rely on it); when deletion has to wait
 for a request still running, the reply comes first and the event later."""
 
+import json
+import os
 import threading
+import time
 
 from fusetest import add_export, add_file_node, export_cleanup, mounted, random_image
 
@@ -13,7 +16,7 @@ MiB = 1 << 20
 
 def messages_until_reply(qmp, request):
     """Send request; every message up to and including its reply, in order."""
-    qmp.send_raw(__import__("json").dumps(request))
+    qmp.send_raw(json.dumps(request))
     out = []
     while True:
         msg = qmp.recv(timeout=30)
@@ -55,3 +58,52 @@ def test_quit_sends_every_event_before_its_reply(daemon, qmp, tmp_path):
     assert sorted(m["data"]["id"] for m in msgs[:2]) == ["e0", "e1"]
     assert daemon.wait() == 0
     assert not any(mounted(m) for m in mps)
+
+
+def daemon_thread_sleeping(pid):
+    """Whether a thread of pid sleeps in nanosleep (null-co's latency)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                if "nanosleep" in f.read():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def test_a_running_request_puts_the_event_after_the_reply(daemon, qmp, mp):
+    """A request that outlasts the wait (null-co's latency-ns, 3 s): hard
+    delete replies at once, and the event follows when the request ends."""
+    qmp.cmd("blockdev-add", driver="null-co", **{"node-name": "n"}, size=MiB,
+            **{"latency-ns": 3_000_000_000})
+    try:
+        add_export(qmp, "e", "n", mp)
+        fd = os.open(mp, os.O_RDONLY | os.O_DIRECT)
+        result = {}
+
+        def reader():
+            try:
+                result["data"] = os.pread(fd, 4096, 0)
+            except OSError as e:
+                result["errno"] = e.errno
+
+        t = threading.Thread(target=reader)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not daemon_thread_sleeping(daemon.pid):
+            assert time.monotonic() < deadline, "the read never reached null-co's latency"
+            time.sleep(0.01)
+        msgs = messages_until_reply(qmp, {"execute": "block-export-del",
+                                          "arguments": {"id": "e", "mode": "hard"}})
+        assert kinds(msgs) == ["return"]
+        ev = qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=15, match={"id": "e"})
+        assert ev["data"] == {"id": "e"}
+        t.join(timeout=15)
+        assert not t.is_alive()
+        try:
+            os.close(fd)
+        except OSError:
+            pass    # the connection is gone: closing may say so
+    finally:
+        export_cleanup(qmp, mp)
