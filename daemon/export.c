@@ -255,25 +255,30 @@ void export_request_shutdown(struct export *exp)
 }
 
 /*
- * Shut exp down and, if its last reference goes within the bound, delete
- * it before returning (BLOCK_EXPORT_DELETED included).  Main thread.
+ * Shut exp down, its last unref to signal rather than defer the finish
+ * (export_shutdown_end() then does it).  Main thread.
  */
-static void export_shutdown_and_finish(struct export *exp)
+static void export_shutdown_begin(struct export *exp)
 {
-	struct timespec deadline;
-	bool gone;
-
-	if (exp->shutting_down)
-		return;
 	pthread_mutex_lock(&export_gone_lock);
 	exp->finish_inline = true;
 	pthread_mutex_unlock(&export_gone_lock);
 	/* Drops the registry's reference: possibly the last, then unreferenced is set. */
 	export_request_shutdown(exp);
-	deadline_after_ms(&deadline, EXPORT_FINISH_INLINE_MS);
+}
+
+/*
+ * Wait until deadline for the last reference of an export given to
+ * export_shutdown_begin(); delete it now if it went (BLOCK_EXPORT_DELETED
+ * included), else leave that to the last unref.  Main thread.
+ */
+static void export_shutdown_end(struct export *exp, const struct timespec *deadline)
+{
+	bool gone;
+
 	pthread_mutex_lock(&export_gone_lock);
 	while (!exp->unreferenced &&
-	       pthread_cond_timedwait(&export_gone_cond, &export_gone_lock, &deadline) != ETIMEDOUT)
+	       pthread_cond_timedwait(&export_gone_cond, &export_gone_lock, deadline) != ETIMEDOUT)
 		;
 	gone = exp->unreferenced;
 	/* Too slow: the last unref, whenever it comes, defers the finish. */
@@ -286,14 +291,33 @@ static void export_shutdown_and_finish(struct export *exp)
 			  exp->id);
 }
 
+static void export_shutdown_and_finish(struct export *exp)
+{
+	struct timespec deadline;
+
+	if (exp->shutting_down)
+		return;
+	export_shutdown_begin(exp);
+	deadline_after_ms(&deadline, EXPORT_FINISH_INLINE_MS);
+	export_shutdown_end(exp, &deadline);
+}
+
 void export_shutdown_all_now(void)
 {
 	struct export *exp, *tmp;
+	struct timespec deadline;
 
+	/* All at once, so that slow exports share one bounded wait. */
+	TAILQ_FOREACH(exp, &exports, next) {
+		if (!exp->shutting_down)
+			export_shutdown_begin(exp);
+	}
+	deadline_after_ms(&deadline, EXPORT_FINISH_INLINE_MS);
 	/* export_finish() takes exp off the list: find the next one first. */
 	for (exp = TAILQ_FIRST(&exports); exp; exp = tmp) {
 		tmp = TAILQ_NEXT(exp, next);
-		export_shutdown_and_finish(exp);
+		if (exp->finish_inline)
+			export_shutdown_end(exp, &deadline);
 	}
 }
 
