@@ -36,6 +36,8 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_host_device,
 		&block_driver_raw,
 		&block_driver_qcow2,
+		&block_driver_null_co,
+		&block_driver_blkdebug,
 	};
 
 	if (!name)

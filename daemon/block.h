@@ -234,7 +234,7 @@ int block_node_block_status(struct block_node *bs, uint64_t offset, uint64_t len
 int block_node_get_passthrough(struct block_node *bs, struct block_passthrough *pt,
 			       const char **why);
 
-/* Driver lookup by `driver` name ("file", "host_device", "raw", "qcow2"). */
+/* Driver lookup by `driver` name ("file", "raw", "qcow2", "null-co", ...). */
 const struct block_driver *block_driver_find(const char *name);
 /* Implicit node names, "#block123", as QEMU generates them. */
 char *block_node_generate_name(void);
@@ -245,5 +245,7 @@ extern const struct block_driver block_driver_file;
 extern const struct block_driver block_driver_host_device;
 extern const struct block_driver block_driver_raw;
 extern const struct block_driver block_driver_qcow2;
+extern const struct block_driver block_driver_null_co;
+extern const struct block_driver block_driver_blkdebug;
 
 #endif

@@ -187,7 +187,13 @@ void fuse_export_halt(struct fuse_export *fe, const char *why)
 	}
 	fe->halted = true;
 	pthread_cond_broadcast(&fe->cond);	/* create() may wait for INIT */
-	defer = fe->created;
+	/*
+	 * Once the main thread has asked us to stop (the unmount's ENODEV
+	 * lands here), there is nobody to tell, and a reference held for
+	 * the main loop would keep block-export-del, which waits for the
+	 * last one, from deleting the export at once.
+	 */
+	defer = fe->created && !atomic_load(&fe->stopping);
 	if (defer)
 		export_ref(&fe->common);
 	pthread_mutex_unlock(&fe->lock);

@@ -9,12 +9,20 @@
  * reference; the threads drop theirs as they leave; the last unref, on
  * whatever thread, defers export_finish() to the main loop, which lets the
  * driver free its resources, releases the node, sends BLOCK_EXPORT_DELETED
- * and frees the export.  Deferring also when the last unref happens on the
- * main thread keeps the event behind the reply of the command that caused
- * it, as in QEMU.
+ * and frees the export.
+ *
+ * The order of BLOCK_EXPORT_DELETED and the reply of the command that
+ * caused it is qemu-storage-daemon's: when block-export-del (or quit) can
+ * delete an export at once, qsd sends the event first, and tools wait
+ * for it after the reply.  So these commands wait, briefly and bounded,
+ * for the request threads to leave and finish the export themselves
+ * before they return; an export that cannot go at once (a request still
+ * running past the bound) is finished later, its event after the reply.
  */
 #include "config.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +35,17 @@
 static TAILQ_HEAD(, export) exports = TAILQ_HEAD_INITIALIZER(exports);
 static int export_live;
 
+/*
+ * How long block-export-del and quit wait for an export's last reference:
+ * idle request threads leave within microseconds of being woken, so this
+ * only bounds how long a slow in-flight request can hold the main loop.
+ */
+#define EXPORT_FINISH_INLINE_MS 500
+
+/* Guards finish_inline/unreferenced of every export; signals the last unref. */
+static pthread_mutex_t export_gone_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t export_gone_cond = PTHREAD_COND_INITIALIZER;
+
 static const struct export_driver *const export_drivers[] = {
 	&export_driver_fuse,
 };
@@ -34,6 +53,8 @@ static const struct export_driver *const export_drivers[] = {
 /* export_shutdown_all(): called once the last export is gone. */
 static void (*shutdown_done)(void *opaque);
 static void *shutdown_opaque;
+
+static void export_shutdown_and_finish(struct export *exp);
 
 static const struct export_driver *export_driver_find(const char *type)
 {
@@ -150,7 +171,7 @@ int export_del(const char *id, bool hard, struct error **errp)
 			   "use mode=hard to force client disconnect)", id);
 		return -1;
 	}
-	export_request_shutdown(exp);
+	export_shutdown_and_finish(exp);
 	return 0;
 }
 
@@ -208,7 +229,18 @@ static void export_finish(void *opaque)
 
 void export_unref(struct export *exp)
 {
-	if (atomic_fetch_sub(&exp->refcnt, 1) == 1)
+	bool inline_wanted;
+
+	if (atomic_fetch_sub(&exp->refcnt, 1) != 1)
+		return;
+	pthread_mutex_lock(&export_gone_lock);
+	inline_wanted = exp->finish_inline;
+	if (inline_wanted) {
+		exp->unreferenced = true;
+		pthread_cond_broadcast(&export_gone_cond);
+	}
+	pthread_mutex_unlock(&export_gone_lock);
+	if (!inline_wanted)
 		main_loop_defer(export_finish, exp);
 }
 
@@ -220,6 +252,73 @@ void export_request_shutdown(struct export *exp)
 	exp->drv->request_shutdown(exp);
 	/* The registry's reference. */
 	export_unref(exp);
+}
+
+/*
+ * Shut exp down, its last unref to signal rather than defer the finish
+ * (export_shutdown_end() then does it).  Main thread.
+ */
+static void export_shutdown_begin(struct export *exp)
+{
+	pthread_mutex_lock(&export_gone_lock);
+	exp->finish_inline = true;
+	pthread_mutex_unlock(&export_gone_lock);
+	/* Drops the registry's reference: possibly the last, then unreferenced is set. */
+	export_request_shutdown(exp);
+}
+
+/*
+ * Wait until deadline for the last reference of an export given to
+ * export_shutdown_begin(); delete it now if it went (BLOCK_EXPORT_DELETED
+ * included), else leave that to the last unref.  Main thread.
+ */
+static void export_shutdown_end(struct export *exp, const struct timespec *deadline)
+{
+	bool gone;
+
+	pthread_mutex_lock(&export_gone_lock);
+	while (!exp->unreferenced &&
+	       pthread_cond_timedwait(&export_gone_cond, &export_gone_lock, deadline) != ETIMEDOUT)
+		;
+	gone = exp->unreferenced;
+	/* Too slow: the last unref, whenever it comes, defers the finish. */
+	exp->finish_inline = false;
+	pthread_mutex_unlock(&export_gone_lock);
+	if (gone)
+		export_finish(exp);
+	else
+		log_debug("export '%s': requests still running; deleted when they end",
+			  exp->id);
+}
+
+static void export_shutdown_and_finish(struct export *exp)
+{
+	struct timespec deadline;
+
+	if (exp->shutting_down)
+		return;
+	export_shutdown_begin(exp);
+	deadline_after_ms(&deadline, EXPORT_FINISH_INLINE_MS);
+	export_shutdown_end(exp, &deadline);
+}
+
+void export_shutdown_all_now(void)
+{
+	struct export *exp, *tmp;
+	struct timespec deadline;
+
+	/* All at once, so that slow exports share one bounded wait. */
+	TAILQ_FOREACH(exp, &exports, next) {
+		if (!exp->shutting_down)
+			export_shutdown_begin(exp);
+	}
+	deadline_after_ms(&deadline, EXPORT_FINISH_INLINE_MS);
+	/* export_finish() takes exp off the list: find the next one first. */
+	for (exp = TAILQ_FIRST(&exports); exp; exp = tmp) {
+		tmp = TAILQ_NEXT(exp, next);
+		if (exp->finish_inline)
+			export_shutdown_end(exp, &deadline);
+	}
 }
 
 void export_shutdown_all(void (*done)(void *opaque), void *opaque)

@@ -53,6 +53,13 @@ struct export {
 	 */
 	struct export_stats *stats;
 	atomic_int refcnt;
+	/*
+	 * Under export.c's lock: the main thread waits for the last
+	 * reference to finish the export itself (finish_inline), and the
+	 * last unref says so (unreferenced) instead of deferring.
+	 */
+	bool finish_inline;
+	bool unreferenced;
 	TAILQ_ENTRY(export) next;
 };
 
@@ -73,6 +80,12 @@ void export_unref(struct export *exp);
 void export_request_shutdown(struct export *exp);
 /* Shut every export down; done() runs on the main thread once all are gone. */
 void export_shutdown_all(void (*done)(void *opaque), void *opaque);
+/*
+ * quit: shut every export down and delete, before returning, those whose
+ * requests end within a short bound, so that their BLOCK_EXPORT_DELETED
+ * precede quit's reply as in qemu-storage-daemon.  Main thread.
+ */
+void export_shutdown_all_now(void);
 /* Number of live (not yet deleted) exports. */
 int export_count(void);
 

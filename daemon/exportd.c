@@ -54,7 +54,10 @@ struct options {
 	struct startup_item *items;
 	size_t n_items;
 	json_t *chardevs;	/* id -> path, from --chardev socket,... */
-	bool have_socket;
+	bool have_socket;	/* --socket or --monitor */
+	bool socket_given;	/* --socket */
+	bool log_level_given;	/* --log-level */
+	bool qsd_options;	/* any of qsd's --blockdev, --export, --chardev, ... */
 };
 
 static int ready_fd = -1;	/* daemonize: tells the parent how start-up went */
@@ -68,15 +71,18 @@ static void usage(FILE *f)
 "Present disk images as plain files through FUSE, managed over QMP.\n"
 "\n"
 "  --socket PATH            QMP socket (default /run/exportd/exportd.sock as root,\n"
-"                           $XDG_RUNTIME_DIR/exportd.sock otherwise)\n"
+"                           $XDG_RUNTIME_DIR/exportd.sock otherwise; none by\n"
+"                           default with qemu-storage-daemon options)\n"
 "  --daemonize              run in the background once started (logs to syslog)\n"
 "  --pidfile FILE           write the daemon's PID to FILE\n"
-"  --log-level LEVEL        error, warn, info (default) or debug\n"
+"  --log-level LEVEL        error, warn, info (default) or debug (default warn\n"
+"                           with qemu-storage-daemon options and no --socket)\n"
 "  --max-message-size N     largest QMP message accepted (default 16M)\n"
 "  --max-connections N      most QMP clients served at once (default 64)\n"
 "  --blockdev OPTIONS       create a block node at start-up (key=value or JSON,\n"
-"                           as QMP blockdev-add)\n"
-"  --export OPTIONS         create an export at start-up (as block-export-add)\n"
+"                           as QMP blockdev-add; 'raw,...' means driver=raw)\n"
+"  --export OPTIONS         create an export at start-up (as block-export-add;\n"
+"                           'fuse,...' means type=fuse)\n"
 "  --chardev socket,id=ID,path=PATH[,server=on][,wait=off]\n"
 "  --monitor [chardev=]ID   qemu-storage-daemon style QMP socket\n"
 "  --object iothread,id=ID  accepted for qemu-storage-daemon compatibility\n"
@@ -109,27 +115,29 @@ static void usage_error(const char *fmt, ...)
 	exit(2);
 }
 
-/* --chardev socket,id=m,path=S,server=on,wait=off: remember id -> path. */
+/*
+ * --chardev socket,id=m,path=S,server=on,wait=off: remember id -> path.
+ * qsd parses it as QemuOpts whose implied first key is "backend".
+ */
 static void parse_chardev(struct options *o, const char *arg)
 {
 	struct error *err = NULL;
-	const char *backend = arg;
-	const char *comma = strchr(arg, ',');
-	json_t *opts, *id, *path, *v;
+	json_t *opts, *id, *path, *backend, *v;
 	const char *key;
 	bool keyval;
 
-	if (!comma || strncmp(backend, "socket", (size_t)(comma - backend)))
-		usage_error("--chardev: only 'socket' chardevs are supported: '%s'", arg);
-	opts = keyval_parse(comma + 1, &keyval, &err);
+	opts = keyval_parse(arg, "backend", &keyval, &err);
 	if (!opts)
 		usage_error("--chardev: %s", err->msg);
+	backend = json_object_get(opts, "backend");
+	if (!json_is_string(backend) || strcmp(json_string_value(backend), "socket"))
+		usage_error("--chardev: only 'socket' chardevs are supported: '%s'", arg);
 	id = json_object_get(opts, "id");
 	path = json_object_get(opts, "path");
 	if (!json_is_string(id) || !json_is_string(path))
 		usage_error("--chardev: 'id' and 'path' are required: '%s'", arg);
 	json_object_foreach(opts, key, v) {
-		if (!strcmp(key, "id") || !strcmp(key, "path"))
+		if (!strcmp(key, "backend") || !strcmp(key, "id") || !strcmp(key, "path"))
 			continue;
 		if (!strcmp(key, "server") && json_is_string(v) &&
 		    (!strcmp(json_string_value(v), "on") || !strcmp(json_string_value(v), "true")))
@@ -141,6 +149,63 @@ static void parse_chardev(struct options *o, const char *arg)
 	}
 	json_object_set(o->chardevs, json_string_value(id), path);
 	json_decref(opts);
+}
+
+/*
+ * --monitor [chardev=]ID[,mode=control][,pretty=off]: a QMP socket on a
+ * chardev given before.  qsd parses it as QemuOpts whose implied first
+ * key is "chardev".
+ */
+static void parse_monitor(struct options *o, const char *arg)
+{
+	struct error *err = NULL;
+	json_t *opts, *id, *v;
+	const char *key;
+	bool keyval;
+
+	opts = keyval_parse(arg, "chardev", &keyval, &err);
+	if (!opts)
+		usage_error("--monitor: %s", err->msg);
+	id = json_object_get(opts, "chardev");
+	if (!json_is_string(id))
+		usage_error("--monitor: 'chardev' is required: '%s'", arg);
+	json_object_foreach(opts, key, v) {
+		const char *val = json_is_string(v) ? json_string_value(v) : "";
+
+		if (!strcmp(key, "chardev") || (!strcmp(key, "mode") && !strcmp(val, "control")) ||
+		    (!strcmp(key, "pretty") && !strcmp(val, "off")))
+			continue;
+		usage_error("--monitor: unsupported option '%s' (exportd monitors are QMP, "
+			    "mode=control, pretty=off): '%s'", key, arg);
+	}
+	if (!json_object_get(o->chardevs, json_string_value(id)))
+		usage_error("--monitor: chardev '%s' not found (give --chardev first)",
+			    json_string_value(id));
+	startup_add(o, OPT_MONITOR, json_string_value(id));
+	o->have_socket = true;
+	json_decref(opts);
+}
+
+/* --object [qom-type=]iothread,id=ID: accepted, exportd sizes its own threads. */
+static void parse_object(const char *arg)
+{
+	struct error *err = NULL;
+	json_t *opts, *type;
+	bool keyval;
+
+	opts = keyval_parse(arg, "qom-type", &keyval, &err);
+	if (!opts)
+		usage_error("--object: %s", err->msg);
+	type = json_object_get(opts, "qom-type");
+	if (!json_is_string(type) || strcmp(json_string_value(type), "iothread"))
+		usage_error("--object: only 'iothread' objects are supported: '%s'", arg);
+	json_decref(opts);
+}
+
+/* qsd's options and none of exportd's own socket options. */
+static bool started_as_qsd(const struct options *o)
+{
+	return o->qsd_options && !o->socket_given;
 }
 
 static void parse_options(struct options *o, int argc, char **argv)
@@ -170,6 +235,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 		case OPT_SOCKET:
 			startup_add(o, OPT_SOCKET, optarg);
 			o->have_socket = true;
+			o->socket_given = true;
 			break;
 		case 'd':
 			o->daemonize = true;
@@ -178,6 +244,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 			o->pidfile = optarg;
 			break;
 		case OPT_LOG_LEVEL:
+			o->log_level_given = true;
 			o->log_level = log_level_parse(optarg);
 			if (o->log_level < 0)
 				usage_error("--log-level: '%s' is not one of error, warn, info, debug",
@@ -210,29 +277,19 @@ static void parse_options(struct options *o, int argc, char **argv)
 		case OPT_BLOCKDEV:
 		case OPT_EXPORT:
 			startup_add(o, c, optarg);
+			o->qsd_options = true;
 			break;
 		case OPT_CHARDEV:
 			parse_chardev(o, optarg);
+			o->qsd_options = true;
 			break;
-		case OPT_MONITOR: {
-			const char *id = optarg;
-
-			if (!strncmp(id, "chardev=", 8))
-				id += 8;
-			if (strchr(id, ','))
-				usage_error("--monitor: only 'chardev=ID' is supported: '%s'", optarg);
-			if (!json_object_get(o->chardevs, id))
-				usage_error("--monitor: chardev '%s' not found (give --chardev first)",
-					    id);
-			startup_add(o, OPT_MONITOR, id);
-			o->have_socket = true;
+		case OPT_MONITOR:
+			parse_monitor(o, optarg);
+			o->qsd_options = true;
 			break;
-		}
 		case OPT_OBJECT:
-			if (strncmp(optarg, "iothread,", 9))
-				usage_error("--object: only 'iothread' objects are supported: '%s'",
-					    optarg);
-			/* exportd sizes its own request threads; iothreads need no object. */
+			parse_object(optarg);
+			o->qsd_options = true;
 			break;
 		case 'V':
 			printf("exportd %s\n", EXPORTD_VERSION);
@@ -247,6 +304,14 @@ static void parse_options(struct options *o, int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	/*
+	 * Started as qemu-storage-daemon (its options, no --socket), exportd
+	 * behaves as qsd: silent on stderr unless something goes wrong, so
+	 * that tools and test suites that compare qsd's output see none of
+	 * ours.  --log-level or --socket make it exportd again.
+	 */
+	if (started_as_qsd(o) && !o->log_level_given)
+		o->log_level = LOG_LEVEL_WARN;
 }
 
 /* /run/exportd/exportd.sock as root, $XDG_RUNTIME_DIR/exportd.sock otherwise. */
@@ -275,7 +340,8 @@ static int startup_blockdev_or_export(int kind, const char *arg, struct error **
 	bool keyval;
 	int rc;
 
-	raw = keyval_parse(arg, &keyval, errp);
+	/* qsd's implied keys: "--blockdev raw,..." is driver=raw. */
+	raw = keyval_parse(arg, kind == OPT_BLOCKDEV ? "driver" : "type", &keyval, errp);
 	if (!raw) {
 		error_prepend(errp, "%s", opt);
 		return -1;
@@ -301,7 +367,12 @@ static int startup(struct options *o, struct error **errp)
 		if (!pidfile)
 			return -1;
 	}
-	if (!o->have_socket) {
+	/*
+	 * qsd has no QMP socket but those its command line asks for: several
+	 * such daemons must be able to run at once (QEMU's iotests start
+	 * them so), which one default socket would forbid.
+	 */
+	if (!o->have_socket && !started_as_qsd(o)) {
 		char *path = default_socket_path(errp);
 		int rc;
 

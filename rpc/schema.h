@@ -47,9 +47,13 @@ json_t *schema_introspect(const struct schema *schema);
 
 /*
  * Parse a QEMU-style "key=value,key2.sub=value" option string into a
- * nested object of strings (",," is a literal comma).  A string starting
- * with '{' is parsed as JSON instead.  *keyval tells which it was.
+ * nested object of strings, following QEMU's keyval rules (schema-
+ * keyval.c).  implied_key (may be NULL) names the key that the first
+ * element may leave out: "raw,..." is "driver=raw,..." with "driver".  A
+ * string starting with '{' is parsed as JSON instead.  *keyval tells which
+ * it was.
  */
-json_t *keyval_parse(const char *text, bool *keyval, struct error **errp);
+json_t *keyval_parse(const char *text, const char *implied_key, bool *keyval,
+		     struct error **errp);
 
 #endif

@@ -264,6 +264,26 @@ def test_sections_show_medians_and_ratios():
                            "0.96", "2.40"]]
 
 
+def test_null_co_section_compares_the_daemons_alone():
+    js = [jobs.Job("raw", "randread", "4k", 16), jobs.Job("qcow2", "randread", "4k", 16)]
+    r = _results({("exportd-null", "raw-randread-4k-qd16"): 90.0,
+                  ("qsd-null", "raw-randread-4k-qd16"): 45.0})
+    title, headers, rows = rep.sections(js, r, {})[-1]
+    assert title.startswith("null-co")
+    assert headers[2:] == ["exportd-null", "qsd-null", "exportd/qsd"]
+    assert rows == [["rand read 4k qd16", "kIOPS", "90.0", "45.0", "2.00"]]
+
+
+def test_null_co_targets_serve_null_co_on_raw_jobs_only():
+    a = bench_main.parse_args([], environ={})
+    ts = {t.id: t for t in bench_main.make_targets(a)}
+    for tid in ("exportd-null", "qsd-null"):
+        assert ts[tid].null_co
+        assert ts[tid].applies(jobs.Job("raw", "randread", "4k", 16))
+        assert not ts[tid].applies(jobs.Job("qcow2", "randread", "4k", 16))
+    assert not ts["exportd"].null_co
+
+
 # --- plan and mounts -------------------------------------------------------
 
 def test_plan_rotates_targets_and_skips_inapplicable_ones():

@@ -1,15 +1,18 @@
 """qemu-storage-daemon's command line runs unchanged with exportd:
 --blockdev and --export in key=value and JSON form, validated by the same
 schema as QMP; a failing start-up leaves no mount behind (issue: FUSE
-exports)."""
+exports).  Started that way, it is as quiet as qsd and owns no socket but
+those its command line asks for (issue 23)."""
 
 import filecmp
 import json
 import os
 import signal
 import subprocess
+import time
 
-from harness import Daemon, build_path, fuse_mounts, make_pattern_image
+from harness import (Daemon, QMPClient, build_path, fuse_mounts, make_pattern_image,
+                     unmount_all_under)
 
 
 def start(tmp_path, args):
@@ -95,3 +98,128 @@ def test_sigterm_unmounts_every_export(tmp_path):
         assert all(os.path.getsize(m) == 0 for m in mnts)
     finally:
         d.cleanup()
+
+
+def test_implied_keys_as_qsd(tmp_path):
+    """qsd's implied first keys: --blockdev DRIVER,..., --export TYPE,...,
+    --object QOM-TYPE,..., --chardev BACKEND,..., --monitor CHARDEV."""
+    img = make_pattern_image(tmp_path / "x.img", 1 << 20)
+    mnt = tmp_path / "m.raw"
+    mnt.touch()
+    sock = tmp_path / "qmp.sock"
+    d = Daemon(tmp_path / "d")
+    d.socket_path = str(sock)
+    d.start(["--object", "iothread,id=t",
+             "--chardev", f"socket,id=m,path={sock},server=on,wait=off",
+             "--monitor", "m",
+             "--blockdev", f"file,node-name=f,filename={img}",
+             "--blockdev", "raw,file=f,node-name=r",
+             "--export", f"fuse,id=e,node-name=r,mountpoint={mnt}"], socket_arg=False)
+    try:
+        assert filecmp.cmp(img, mnt, shallow=False)
+        nodes = {n["node-name"]: n["drv"] for n in d.new_client().cmd("query-named-block-nodes")}
+        assert nodes == {"f": "file", "r": "raw"}
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def test_only_the_first_element_may_imply_its_key(tmp_path):
+    r = subprocess.run([
+        build_path("exportd"), "--socket", str(tmp_path / "s"),
+        "--blockdev", "node-name=n,raw"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "--blockdev: Expected '=' after parameter 'raw'" in r.stderr
+
+
+def wait_mounted(proc, mnt, stderr_path, timeout=15.0):
+    """Readiness of a daemon without a socket: its export is mounted."""
+    deadline = time.monotonic() + timeout
+    while str(mnt) not in fuse_mounts():
+        if proc.poll() is not None:
+            raise AssertionError(f"exportd exited with {proc.returncode}: "
+                                 f"{open(stderr_path).read()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"exportd did not mount {mnt} within {timeout}s")
+        time.sleep(0.02)
+
+
+def start_qsd_style(tmp_path, name, args):
+    err = tmp_path / f"{name}.stderr"
+    with open(err, "wb") as f:
+        proc = subprocess.Popen([build_path("exportd")] + args, stdout=f, stderr=f,
+                                stdin=subprocess.DEVNULL)
+    return proc, err
+
+
+def test_started_as_qsd_prints_nothing_on_stderr(tmp_path):
+    img = make_pattern_image(tmp_path / "x.img", 1 << 20)
+    mnt = tmp_path / "m.raw"
+    mnt.touch()
+    sock = tmp_path / "qmp.sock"
+    proc, err = start_qsd_style(tmp_path, "d", [
+        "--chardev", f"socket,id=m,path={sock},server=on,wait=off", "--monitor", "m",
+        "--blockdev", f"file,node-name=f,filename={img}",
+        "--export", f"fuse,id=e,node-name=f,mountpoint={mnt}"])
+    try:
+        wait_mounted(proc, mnt, err)
+        with QMPClient(str(sock)) as c:
+            c.cmd("block-export-del", id="e")
+            c.wait_event("BLOCK_EXPORT_DELETED")
+            c.cmd("quit")
+        assert proc.wait(timeout=20) == 0
+        assert err.read_text() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        unmount_all_under(str(tmp_path))
+
+
+def test_several_socketless_qsd_style_daemons_run_at_once(tmp_path):
+    """No --socket and no --monitor: as qsd, no QMP socket at all, so a
+    second daemon does not fight the first for a default one."""
+    procs = []
+    try:
+        for i in range(2):
+            img = make_pattern_image(tmp_path / f"x{i}.img", 1 << 20, seed=i)
+            mnt = tmp_path / f"m{i}.raw"
+            mnt.touch()
+            procs.append(start_qsd_style(tmp_path, f"d{i}", [
+                "--blockdev", f"file,node-name=f,filename={img}",
+                "--export", f"fuse,id=e,node-name=f,mountpoint={mnt}"]) + (img, mnt))
+        for proc, err, img, mnt in procs:
+            wait_mounted(proc, mnt, err)
+            assert filecmp.cmp(img, mnt, shallow=False)
+        for proc, err, img, mnt in procs:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+            assert err.read_text() == ""
+            assert str(mnt) not in fuse_mounts()
+    finally:
+        for proc, *_ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        unmount_all_under(str(tmp_path))
+
+
+def test_log_level_brings_the_info_lines_back(tmp_path):
+    sock = tmp_path / "qmp.sock"
+    proc, err = start_qsd_style(tmp_path, "d", [
+        "--log-level", "info",
+        "--chardev", f"socket,id=m,path={sock},server=on,wait=off", "--monitor", "m"])
+    try:
+        deadline = time.monotonic() + 15
+        while "ready" not in err.read_text():
+            assert proc.poll() is None, err.read_text()
+            assert time.monotonic() < deadline, "no 'ready' line within 15s"
+            time.sleep(0.02)
+        with QMPClient(str(sock)) as c:
+            c.cmd("quit")
+        assert proc.wait(timeout=20) == 0
+        assert "exportd: info: " in err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "export.h"
 #include "main-loop.h"
 #include "qmp-commands.h"
 #include "qmp.h"
@@ -49,7 +50,12 @@ static void quit_deferred(void *opaque)
 int qmp_quit(struct qmp_session *s, json_t *args, json_t **ret, struct error **errp)
 {
 	(void)s, (void)args, (void)ret, (void)errp;
-	/* Deferred so that the reply is queued before the monitor goes away. */
+	/*
+	 * As qsd: exports that can go at once are deleted now, so that their
+	 * BLOCK_EXPORT_DELETED precede the reply.  The rest of the shutdown
+	 * is deferred so that the reply is queued before the monitor goes away.
+	 */
+	export_shutdown_all_now();
 	main_loop_defer(quit_deferred, NULL);
 	return 0;
 }

@@ -22,11 +22,12 @@ import time
 import bench_jobs as jobsmod
 import bench_procs as procs
 import bench_report as report
-from bench_report import DIRECT, EXPORTD, EXPORTD_PT, FUSEPT, QSD, Results
+from bench_report import (DIRECT, EXPORTD, EXPORTD_NULL, EXPORTD_PT, FUSEPT, QSD, QSD_NULL,
+                          Results)
 from bench_targets import (DirectTarget, FusePassthroughTarget, Images, QmpDaemonTarget,
                            TargetError)
 
-ALL_TARGETS = [EXPORTD, QSD, FUSEPT, DIRECT, EXPORTD_PT]
+ALL_TARGETS = [EXPORTD, QSD, FUSEPT, DIRECT, EXPORTD_PT, EXPORTD_NULL, QSD_NULL]
 # Seconds a run costs beyond fio's runtime+ramp (server start/stop, fio start).
 RUN_OVERHEAD = 0.3
 
@@ -146,6 +147,14 @@ def make_targets(args):
                                        disk_writer=True, write_opts={"growable": True}))
         elif tid == QSD:
             out.append(QmpDaemonTarget(QSD, "qsd", args.qsd))
+        elif tid == EXPORTD_NULL:
+            out.append(QmpDaemonTarget(EXPORTD_NULL, "exportd-null", args.exportd,
+                                       dict({"passthrough": "off"}, **exportd_opts),
+                                       soft_opts=("passthrough",), formats=("raw",),
+                                       null_co=True))
+        elif tid == QSD_NULL:
+            out.append(QmpDaemonTarget(QSD_NULL, "qsd-null", args.qsd, formats=("raw",),
+                                       null_co=True))
         elif tid == FUSEPT:
             out.append(FusePassthroughTarget())
         elif tid == DIRECT:

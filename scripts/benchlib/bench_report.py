@@ -14,6 +14,8 @@ EXPORTD_PT = "exportd-pt"  # exportd with kernel FUSE passthrough on
 QSD = "qsd"                # qemu-storage-daemon 7.2
 FUSEPT = "fusept"          # libfuse's passthrough_hp/_ll example
 DIRECT = "direct"          # the image itself, no FUSE
+EXPORTD_NULL = "exportd-null"  # exportd serving null-co: its own cost, no storage
+QSD_NULL = "qsd-null"          # qemu-storage-daemon serving null-co
 
 
 def median(values):
@@ -220,6 +222,17 @@ def sections(jobs, res, labels):
         # only where a write past the end may grow the image.
         out.append(("kernel FUSE passthrough (issue 8): export vs the image accessed the same "
                     "way; writes on a growable export", headers, rows))
+    null = [j for j in jobs if j.fmt == "raw" and not j.buffered]
+    if null and any(res.value(t, j.key) is not None for t in (EXPORTD_NULL, QSD_NULL)
+                    for j in null):
+        headers = ["null-co, O_DIRECT", "unit", L(EXPORTD_NULL), L(QSD_NULL),
+                   "exportd/qsd"]
+        rows = []
+        for j in null:
+            e, q = res.value(EXPORTD_NULL, j.key), res.value(QSD_NULL, j.key)
+            rows.append([j.label, j.unit, fmt_value(e), fmt_value(q), fmt_ratio(ratio(e, q))])
+        out.append(("null-co (no storage below the export: the daemons' own cost)",
+                    headers, rows))
     return out
 
 

@@ -3,7 +3,8 @@
 Each target turns a job's image into a file that fio can open: exportd and
 qemu-storage-daemon export it over FUSE (set up through QMP, as a management
 tool would), libfuse's passthrough example serves the directory holding it,
-and the direct target is the image file itself.  A target is started for one
+and the direct target is the image file itself.  The -null targets export a
+null-co node of the image's size instead, to measure the daemons alone.  A target is started for one
 fio run and stopped right after it, so that no two servers ever hold the same
 image (both take image locks) and each run starts from a fresh server.
 """
@@ -122,8 +123,11 @@ class QmpDaemonTarget(Target):
 
     def __init__(self, tid, label, binary, export_opts=None, formats=("raw", "qcow2"),
                  buffered=False, expect_path=None, soft_opts=(), file_opts=None,
-                 disk_writer=False, write_opts=None):
+                 disk_writer=False, write_opts=None, null_co=False):
         super().__init__()
+        # Serve a null-co node of the image's size instead of the image:
+        # no storage below the export, so the row is the daemon's own cost.
+        self.null_co = null_co
         # Export options of the jobs that write (exportd-pt: growable, the
         # only kind of export whose writes the kernel may pass through).
         self.write_opts = dict(write_opts or {})
@@ -176,8 +180,12 @@ class QmpDaemonTarget(Target):
             img = self.image(job, ctx)
             step = "blockdev-add"
             ro = not job.writes
-            self.qmp.cmd("blockdev-add", driver="file", filename=img, **dict({
-                "node-name": "f", "read-only": ro}, **self.file_opts))
+            if self.null_co:
+                self.qmp.cmd("blockdev-add", driver="null-co", size=os.path.getsize(img),
+                             **{"node-name": "f", "read-only": ro, "read-zeroes": True})
+            else:
+                self.qmp.cmd("blockdev-add", driver="file", filename=img, **dict({
+                    "node-name": "f", "read-only": ro}, **self.file_opts))
             node = "f"
             if job.fmt == "qcow2":
                 self.qmp.cmd("blockdev-add", driver="qcow2", file="f", **{
@@ -271,7 +279,8 @@ class QmpDaemonTarget(Target):
         opts.update(("file." + k, v) for k, v in self.file_opts.items())
         opts.update(("writes: " + k, v) for k, v in self.write_opts.items())
         s = ", ".join("%s=%s" % kv for kv in sorted(opts.items()))
-        return "%s (%s)%s" % (self.label, self.binary, " " + s if s else "")
+        what = " serving null-co (read-zeroes=on)" if self.null_co else ""
+        return "%s (%s)%s%s" % (self.label, self.binary, what, " " + s if s else "")
 
     def notes(self):
         if self.dropped:
