@@ -199,3 +199,50 @@ def test_probed_backing_file_may_not_name_a_backing_file(qmp, tmp_path, guest_di
                     f"name other files (record the backing format in the image above "
                     f"it: qemu-img rebase -u -F qcow2)")
     assert node_names(qmp) == []
+
+
+def exportctl(daemon, *args, timeout=ANSWER_DEADLINE):
+    env = dict(os.environ)
+    env.pop("EXPORTD_SOCKET", None)
+    return subprocess.run([build_path("exportctl"), "--socket", daemon.socket_path, *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_exportctl_add_does_not_follow_a_probed_backing_file(daemon, qmp, tmp_path,
+                                                              guest_disk, secret):
+    mp = tmp_path / "vm.raw"
+    r = exportctl(daemon, "add", "--mountpoint", str(mp), "--image", str(guest_disk))
+    assert r.returncode == 1, r.stdout
+    assert r.stderr == (f"exportctl: '{guest_disk}' looks like a qcow2 image with the "
+                        f"backing file '{secret}'; a probed image may not name other "
+                        f"files: give --format qcow2 if you trust it\n")
+    assert node_names(qmp) == [] and qmp.cmd("query-block-exports") == []
+    assert not mp.exists()
+
+
+def test_exportctl_add_format_qcow2_accepts_the_backing_file(daemon, qmp, tmp_path,
+                                                             guest_disk, secret):
+    # What doc/exportctl.1.md shows: the user who trusts the image says so.
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("FUSE exports cannot be tested because /dev/fuse is missing")
+    mp = tmp_path / "vm.raw"
+    r = exportctl(daemon, "add", "--mountpoint", str(mp), "--image", str(guest_disk),
+                  "--format", "qcow2")
+    assert r.returncode == 0, r.stderr
+    try:
+        with open(mp, "rb") as f:
+            assert f.read(4096) == secret.read_bytes()
+        backing = [n for n in qmp.cmd("query-named-block-nodes")
+                   if n["image"]["filename"] == str(secret) and n["drv"] == "file"]
+        assert backing and backing[0]["ro"] is True
+    finally:
+        export_cleanup(qmp, mp)
+
+
+def test_exportctl_add_refuses_a_fifo_image_at_once(daemon, qmp, tmp_path, fifo):
+    mp = tmp_path / "f.raw"
+    r = exportctl(daemon, "add", "--mountpoint", str(mp), "--image", str(fifo))
+    assert r.returncode == 1
+    assert r.stderr == (f"exportctl: cannot probe '{fifo}': not a regular file or a "
+                        f"block device\n")
+    assert node_names(qmp) == []
