@@ -246,3 +246,29 @@ def test_exportctl_add_refuses_a_fifo_image_at_once(daemon, qmp, tmp_path, fifo)
     assert r.stderr == (f"exportctl: cannot probe '{fifo}': not a regular file or a "
                         f"block device\n")
     assert node_names(qmp) == []
+
+
+def test_reads_and_block_status_walk_the_deepest_qcow2_chain(qmp, tmp_path, mp):
+    # 127 qcow2 nodes over one empty image (read-only, so it can be shared),
+    # each the backing of the next, over a raw base: every read and every
+    # SEEK_DATA of the top recurses through all of them on an iothread.
+    empty = qcow2(tmp_path / "empty.qcow2", size=MiB)
+    base = make_pattern_image(str(tmp_path / "base.img"), MiB, seed=11)
+    qmp.cmd("blockdev-add", driver="raw", file={"driver": "file", "filename": base},
+            **{"node-name": "q0", "read-only": True})
+    for i in range(1, 128):
+        qmp.cmd("blockdev-add", **inline_qcow2(f"q{i}", empty, backing=f"q{i - 1}"))
+    desc = add_error(qmp, **inline_qcow2("q128", empty, backing="q127"))
+    assert desc.endswith("would nest the block graph deeper than 128 levels")
+    top = [n for n in qmp.cmd("query-named-block-nodes") if n["node-name"] == "q127"][0]
+    assert top["backing_file_depth"] == 127
+    add_export(qmp, "deep", "q127", mp)
+    try:
+        fd = os.open(mp, os.O_RDONLY)
+        try:
+            assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+            assert os.pread(fd, MiB, 0) == pattern_bytes(0, MiB, seed=11)
+        finally:
+            os.close(fd)
+    finally:
+        export_cleanup(qmp, mp)
