@@ -191,6 +191,7 @@ static void test_probe_backing_name(void)
 	unsigned char h[112] = { 'Q', 'F', 'I', 0xfb, 0, 0, 0, 3 };
 	int fd = mkstemp(path);
 	struct probe_info pi;
+	const char *format;
 
 	CHECK(fd >= 0);
 	if (fd < 0)
@@ -200,7 +201,8 @@ static void test_probe_backing_name(void)
 	h[79] = 4;		/* incompatible: external data file */
 	memcpy(h + 100, "/etc/shadow", 11);
 	CHECK_EQ(write(fd, h, sizeof(h)), (ssize_t)sizeof(h));
-	CHECK_STREQ(probe_path(path, &pi), "qcow2");
+	format = probe_path(path, &pi);	/* CHECK_STREQ evaluates twice */
+	CHECK_STREQ(format, "qcow2");
 	CHECK_STREQ(pi.backing_file, "/etc/shadow");
 	CHECK(pi.data_file);
 	probe_info_clear(&pi);
