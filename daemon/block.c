@@ -174,7 +174,7 @@ static struct block_node *node_open(json_t *options, const char *name,
 	}
 
 	/* Inline children nest on the stack: bound them before they recurse. */
-	if (block_opening_depth >= BLOCK_MAX_HEIGHT) {
+	if (block_opening_depth > BLOCK_MAX_HEIGHT) {
 		error_setg(errp, "Node '%s': block graph nested deeper than %d levels",
 			   name, BLOCK_MAX_HEIGHT);
 		return NULL;

@@ -272,3 +272,24 @@ def test_reads_and_block_status_walk_the_deepest_qcow2_chain(qmp, tmp_path, mp):
             os.close(fd)
     finally:
         export_cleanup(qmp, mp)
+
+
+def nested_raw(levels, filename):
+    """`levels` raw nodes given inline one inside the other, over a file."""
+    node = {"driver": "file", "filename": filename}
+    for _ in range(levels):
+        node = {"driver": "raw", "file": node}
+    return node
+
+
+def test_inline_children_nested_deeper_than_the_limit_are_refused(qmp, tmp_path):
+    img = make_pattern_image(str(tmp_path / "n.img"), MiB, seed=2)
+    # 128 raw nodes, the outer one named top, over the file: 128 levels, the most allowed.
+    qmp.cmd("blockdev-add", **{"node-name": "top", "read-only": True},
+            **nested_raw(128, img))
+    assert "top" in node_names(qmp)
+    qmp.cmd("blockdev-del", **{"node-name": "top"})
+    desc = add_error(qmp, **{"node-name": "top", "read-only": True}, **nested_raw(129, img))
+    assert desc.startswith("Node '#block") and \
+        desc.endswith("': block graph nested deeper than 128 levels")
+    assert node_names(qmp) == []
