@@ -220,6 +220,34 @@ static void add_rollback(struct ctl *ctl, const char *fmt_node, const char *file
 			  strerror(errno));
 }
 
+/*
+ * --format auto.  The start of a raw disk is its guest's to write, and a
+ * guest can make it a qcow2 header naming any host file (/etc/shadow) as
+ * its backing file: a probe must never open what an explicit format would
+ * not, so a probed qcow2 image that names another file is refused, and
+ * the user who trusts the image says so with --format qcow2.
+ */
+static const char *add_probe_format(const char *image)
+{
+	struct probe_info pi;
+
+	if (probe_image(image, &pi) < 0) {
+		if (errno == EINVAL)
+			ctl_exitx(EXIT_FAILED, "cannot probe '%s': not a regular file or a "
+				  "block device", image);
+		ctl_exitx(EXIT_FAILED, "cannot read '%s' to probe its format "
+			  "(give --format): %s", image, strerror(errno));
+	}
+	if (pi.backing_file)
+		ctl_exitx(EXIT_FAILED, "'%s' looks like a qcow2 image with the backing "
+			  "file '%s'; a probed image may not name other files: give "
+			  "--format qcow2 if you trust it", image, pi.backing_file);
+	if (pi.data_file)
+		ctl_exitx(EXIT_FAILED, "'%s' looks like a qcow2 image with an external "
+			  "data file; a probed image may not name other files", image);
+	return pi.format;	/* a string constant: pi holds nothing else */
+}
+
 static int cmd_add(struct ctl *ctl)
 {
 	struct parse_result *res = ctl->res;
@@ -250,12 +278,8 @@ static int cmd_add(struct ctl *ctl)
 			ctl_exitx(EXIT_FAILED, "cannot open image '%s': %s",
 				  res->value[OPT_IMAGE], strerror(errno));
 		format = res->value[OPT_FORMAT];
-		if (!format || !strcmp(format, "auto")) {
-			format = probe_format_file(image);
-			if (!format)
-				ctl_exitx(EXIT_FAILED, "cannot read '%s' to probe its format "
-					  "(give --format): %s", image, strerror(errno));
-		}
+		if (!format || !strcmp(format, "auto"))
+			format = add_probe_format(image);
 	}
 
 	ctl_connect(ctl);

@@ -1,17 +1,26 @@
 /*
  * probe.c: format probing for `exportctl add --format auto` (see probe.h).
- * The magic is the first field of the qcow2 header (docs/interop/qcow2.txt:
- * bytes 0-3, "QFI\xfb"); the version field is left to the daemon, which
- * gives a better error for an unsupported version than a guess here could.
+ * The fields read are those of the qcow2 header (docs/interop/qcow2.txt):
+ * bytes 0-3 the magic "QFI\xfb", 4-7 the version, 8-15 the offset of the
+ * backing file name and 16-19 its length, and in version 3 bytes 72-79
+ * the incompatible features, whose bit 2 is the external data file.  The
+ * rest is left to the daemon, which gives better errors for a corrupt or
+ * unsupported header than a guess here could.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "probe.h"
 
 #define QCOW2_MAGIC "QFI\xfb"
+#define QCOW2_HEADER_V3_END	80	/* through incompatible_features */
+#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
+#define QCOW2_MAX_BACKING_NAME	1023	/* as QEMU and the daemon */
 
 const char *probe_format_buf(const unsigned char *buf, size_t len)
 {
@@ -20,30 +29,106 @@ const char *probe_format_buf(const unsigned char *buf, size_t len)
 	return "raw";
 }
 
-const char *probe_format_file(const char *path)
+static uint64_t be_load(const unsigned char *p, int bytes)
 {
-	unsigned char buf[4];
-	size_t got = 0;
-	int fd, saved;
+	uint64_t v = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	while (got < sizeof(buf)) {
-		ssize_t n = pread(fd, buf + got, sizeof(buf) - got, got);
+	for (int i = 0; i < bytes; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Read up to len bytes at off: the count read, or -1 with errno. */
+static ssize_t read_at(int fd, void *buf, size_t len, off_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, (char *)buf + got, len - got, off + (off_t)got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			saved = errno;
-			close(fd);
-			errno = saved;
-			return NULL;
-		}
+		if (n < 0)
+			return -1;
 		if (n == 0)
 			break;
-		got += n;
+		got += (size_t)n;
 	}
+	return (ssize_t)got;
+}
+
+/* The files a qcow2 header names besides the image itself. */
+static int probe_qcow2_names(int fd, const unsigned char *h, size_t len,
+			     struct probe_info *pi)
+{
+	uint64_t off, size;
+	ssize_t n;
+
+	if (len >= QCOW2_HEADER_V3_END && be_load(h + 4, 4) >= 3 &&
+	    (be_load(h + 72, 8) & QCOW2_INCOMPAT_DATA_FILE))
+		pi->data_file = true;
+	if (len < 20)
+		return 0;
+	off = be_load(h + 8, 8);
+	size = be_load(h + 16, 4);
+	if (!off)
+		return 0;
+	/* A name the daemon would call corrupt is still a name: show what fits. */
+	if (size == 0 || size > QCOW2_MAX_BACKING_NAME)
+		size = QCOW2_MAX_BACKING_NAME;
+	if (off > INT64_MAX - size) {
+		pi->backing_file = strdup("(unreadable)");
+		return pi->backing_file ? 0 : -1;
+	}
+	pi->backing_file = calloc(1, size + 1);
+	if (!pi->backing_file)
+		return -1;
+	n = read_at(fd, pi->backing_file, size, (off_t)off);
+	if (n <= 0 || !pi->backing_file[0]) {
+		free(pi->backing_file);
+		pi->backing_file = strdup("(unreadable)");
+		return pi->backing_file ? 0 : -1;
+	}
+	return 0;
+}
+
+int probe_image(const char *path, struct probe_info *pi)
+{
+	unsigned char buf[QCOW2_HEADER_V3_END];
+	struct stat st;
+	ssize_t got;
+	int fd, saved;
+
+	memset(pi, 0, sizeof(*pi));
+	/* O_NONBLOCK: a FIFO must not hang us before fstat can tell. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		errno = EINVAL;
+		goto fail;
+	}
+	got = read_at(fd, buf, sizeof(buf), 0);
+	if (got < 0)
+		goto fail;
+	pi->format = probe_format_buf(buf, (size_t)got);
+	if (!strcmp(pi->format, "qcow2") && probe_qcow2_names(fd, buf, (size_t)got, pi) < 0)
+		goto fail;
 	close(fd);
-	return probe_format_buf(buf, got);
+	return 0;
+
+fail:
+	saved = errno;
+	close(fd);
+	probe_info_clear(pi);
+	errno = saved;
+	return -1;
+}
+
+void probe_info_clear(struct probe_info *pi)
+{
+	free(pi->backing_file);
+	memset(pi, 0, sizeof(*pi));
 }

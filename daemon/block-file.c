@@ -20,6 +20,7 @@
 #include <linux/fs.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -99,10 +100,93 @@ static void file_probe_alignment(struct file_state *s, const struct stat *st)
 #endif
 }
 
+/*
+ * Is a file of mode `mode` one this node may open?  Checked on an O_PATH
+ * fd before the real open, because opening a FIFO blocks (the whole main
+ * thread) and opening a device runs its driver: image content must never
+ * make root do either.
+ */
+static int file_check_type(struct block_node *bs, const char *filename, mode_t mode,
+			   struct error **errp)
+{
+	/* What open(O_RDWR) of a directory said before the type check. */
+	if (S_ISDIR(mode) && !bs->read_only) {
+		error_setg_errno(errp, EISDIR, "Could not open '%s'", filename);
+		return -1;
+	}
+	if (bs->open_flags & BLOCK_OPEN_FROM_IMAGE) {
+		if (!S_ISREG(mode)) {
+			error_setg(errp, "'%s' is named by an image, so it must be a regular "
+				   "file (a device is opened only when given as a 'file' or "
+				   "'host_device' node)", filename);
+			return -1;
+		}
+		return 0;
+	}
+	if (bs->drv == &block_driver_host_device) {
+		if (!S_ISBLK(mode) && !S_ISCHR(mode)) {
+			error_setg(errp, "'host_device' driver requires '%s' to be either "
+				   "a character or block device", filename);
+			return -1;
+		}
+		return 0;
+	}
+	/* Unlike QEMU 7.2, 'file' also takes block devices. */
+	if (!S_ISREG(mode) && !S_ISBLK(mode)) {
+		error_setg(errp, "'file' driver requires '%s' to be a regular file "
+			   "or a block device", filename);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Open filename with flags, but only after its type passed
+ * file_check_type: resolve it once with O_PATH (which neither blocks nor
+ * reaches a driver), check that inode, then open that very inode through
+ * /proc/self/fd, so that the path cannot be swapped in between.  O_NOCTTY:
+ * a character device must never become the daemon's terminal.  -1 with
+ * errp set, or the fd; *st is the file's stat.
+ */
+static int file_open_checked(struct block_node *bs, const char *filename, int flags,
+			     bool auto_ro, struct stat *st, struct error **errp)
+{
+	char proc[64];
+	int pfd, fd;
+
+	pfd = open(filename, O_PATH | O_CLOEXEC);
+	if (pfd < 0) {
+		error_setg_errno(errp, errno, "Could not open '%s'", filename);
+		return -1;
+	}
+	if (fstat(pfd, st) < 0) {
+		error_setg_errno(errp, errno, "Could not stat '%s'", filename);
+		close(pfd);
+		return -1;
+	}
+	if (file_check_type(bs, filename, st->st_mode, errp) < 0) {
+		close(pfd);
+		return -1;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+	flags |= O_CLOEXEC | O_NOCTTY;
+	fd = open(proc, flags);
+	if (fd < 0 && !bs->read_only && auto_ro &&
+	    (errno == EACCES || errno == EROFS || errno == EPERM)) {
+		/* auto-read-only: fall back to reading when writing is refused. */
+		fd = open(proc, (flags & ~O_RDWR) | O_RDONLY);
+		if (fd >= 0)
+			bs->read_only = true;
+	}
+	if (fd < 0)
+		error_setg_errno(errp, errno, "Could not open '%s'", filename);
+	close(pfd);
+	return fd;
+}
+
 static int file_open(struct block_node *bs, json_t *options, struct error **errp)
 {
 	struct file_state *s = file_state(bs);
-	bool host_device = bs->drv == &block_driver_host_device;
 	const char *filename = opt_str(options, "filename", NULL);
 	const char *locking = opt_str(options, "locking", "auto");
 	const char *aio = opt_str(options, "aio", "threads");
@@ -130,36 +214,12 @@ static int file_open(struct block_node *bs, json_t *options, struct error **errp
 		s->use_uring = true;
 	}
 
-	flags = O_CLOEXEC | (bs->read_only ? O_RDONLY : O_RDWR);
+	flags = bs->read_only ? O_RDONLY : O_RDWR;
 	if (bs->direct)
 		flags |= O_DIRECT;
-	s->fd = open(filename, flags);
-	if (s->fd < 0 && !bs->read_only && auto_ro &&
-	    (errno == EACCES || errno == EROFS || errno == EPERM)) {
-		/* auto-read-only: fall back to reading when writing is refused. */
-		s->fd = open(filename, (flags & ~O_RDWR) | O_RDONLY);
-		if (s->fd >= 0)
-			bs->read_only = true;
-	}
-	if (s->fd < 0) {
-		error_setg_errno(errp, errno, "Could not open '%s'", filename);
+	s->fd = file_open_checked(bs, filename, flags, auto_ro, &st, errp);
+	if (s->fd < 0)
 		return -1;
-	}
-	if (fstat(s->fd, &st) < 0) {
-		error_setg_errno(errp, errno, "Could not stat '%s'", filename);
-		goto fail;
-	}
-	if (host_device && !S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode)) {
-		error_setg(errp, "'host_device' driver requires '%s' to be either "
-			   "a character or block device", filename);
-		goto fail;
-	}
-	/* Unlike QEMU 7.2, 'file' also takes block devices. */
-	if (!host_device && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		error_setg(errp, "'file' driver requires '%s' to be a regular file "
-			   "or a block device", filename);
-		goto fail;
-	}
 	s->is_reg = S_ISREG(st.st_mode);
 	s->is_blk = S_ISBLK(st.st_mode);
 	if (s->is_blk && !bs->read_only) {

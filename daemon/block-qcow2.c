@@ -1012,12 +1012,13 @@ static char *qcow2_backing_path(const char *image, const char *name)
 }
 
 /* Format of a backing file without a format extension: qcow2 magic or raw. */
-static int qcow2_probe_format(struct block_node *bs, const char *path, const char **fmt,
+static int qcow2_probe_format(const char *path, const char **fmt,
 			      struct error **errp)
 {
 	json_t *opts = json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", path,
 				 "read-only", 1);
-	struct block_node *f = block_node_open_child(opts, true, bs->node_name, errp);
+	struct block_node *f = block_node_open_child(opts, "backing", true,
+						     BLOCK_OPEN_FROM_IMAGE, errp);
 	uint8_t magic[4];
 	int64_t len;
 
@@ -1045,6 +1046,7 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 {
 	json_t *ref = json_object_get(options, "backing"), *opts;
 	const char *fmt = s->hdr.backing_format;
+	unsigned flags = BLOCK_OPEN_FROM_IMAGE;
 	char *path;
 
 	if (ref && json_is_null(ref))
@@ -1058,7 +1060,7 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 	}
 	qcow2_open_chain[qcow2_open_depth++] = realpath(s->name, NULL);
 	if (ref) {
-		bs->backing = block_node_open_child(ref, true, bs->node_name, errp);
+		bs->backing = block_node_open_child(ref, "backing", true, 0, errp);
 		qcow2_chain_pop();
 		if (!bs->backing)
 			return -1;
@@ -1090,11 +1092,14 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 			return -1;
 		}
 	}
-	if (!fmt && qcow2_probe_format(bs, path, &fmt, errp) < 0) {
-		error_prepend(errp, "Could not open backing file of '%s'", s->name);
-		free(path);
-		qcow2_chain_pop();
-		return -1;
+	if (!fmt) {
+		if (qcow2_probe_format(path, &fmt, errp) < 0) {
+			error_prepend(errp, "Could not open backing file of '%s'", s->name);
+			free(path);
+			qcow2_chain_pop();
+			return -1;
+		}
+		flags |= BLOCK_OPEN_PROBED;
 	}
 	if (strcmp(fmt, "qcow2") && strcmp(fmt, "raw")) {
 		error_setg(errp, "Backing file '%s' of '%s' has unsupported format '%s'",
@@ -1105,7 +1110,7 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 	}
 	opts = json_pack("{s:s, s:b, s:{s:s, s:s, s:b}}", "driver", fmt, "read-only", 1,
 			 "file", "driver", "file", "filename", path, "read-only", 1);
-	bs->backing = block_node_open_child(opts, true, bs->node_name, errp);
+	bs->backing = block_node_open_child(opts, "backing", true, flags, errp);
 	json_decref(opts);
 	qcow2_chain_pop();
 	if (!bs->backing) {
@@ -1303,6 +1308,24 @@ static void qcow2_release(struct block_node *bs, struct qcow2 *s)
 	pthread_cond_destroy(&s->flush_cond);
 }
 
+/*
+ * A backing file whose format was probed (its parent has no backing
+ * format extension) may be a raw disk whose guest wrote a qcow2 header:
+ * that header must not make us open further files, so a probed qcow2
+ * image that names a backing file is refused.  External data files are
+ * refused for every image by the header parser.
+ */
+static int qcow2_check_probed(struct block_node *bs, struct qcow2 *s, struct error **errp)
+{
+	if (!(bs->open_flags & BLOCK_OPEN_PROBED) || !s->hdr.backing_file)
+		return 0;
+	error_setg(errp, "Image '%s' was probed as qcow2 and names a backing file '%s' "
+		   "itself; a probed image may not name other files (record the backing "
+		   "format in the image above it: qemu-img rebase -u -F qcow2)",
+		   s->name, s->hdr.backing_file);
+	return -1;
+}
+
 static int qcow2_open(struct block_node *bs, json_t *options, struct error **errp)
 {
 	struct qcow2 *s = bs->opaque;
@@ -1322,8 +1345,8 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 	pthread_rwlockattr_destroy(&attr);
 	TAILQ_INIT(&s->allocs);
 
-	bs->file = block_node_open_child(json_object_get(options, "file"), bs->read_only,
-					 bs->node_name, errp);
+	bs->file = block_node_open_child(json_object_get(options, "file"), "file",
+					 bs->read_only, 0, errp);
 	if (!bs->file)
 		goto fail;
 	s->name = xstrdup(bs->file->filename ? bs->file->filename : bs->file->node_name);
@@ -1337,7 +1360,8 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 	if (json_is_true(json_object_get(options, "lazy-refcounts")))
 		log_warnx("qcow2 node '%s': lazy-refcounts ignored, refcounts are kept "
 			  "consistent", bs->node_name);
-	if (qcow2_load(s, errp) < 0 || qcow2_setup_caches(s, options, errp) < 0 ||
+	if (qcow2_load(s, errp) < 0 || qcow2_check_probed(bs, s, errp) < 0 ||
+	    qcow2_setup_caches(s, options, errp) < 0 ||
 	    qcow2_open_backing(bs, s, options, errp) < 0)
 		goto fail;
 	s->autoclear_pending = s->writable && s->hdr.version >= 3 &&

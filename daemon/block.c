@@ -28,6 +28,8 @@ static TAILQ_HEAD(block_node_list_head, block_node) block_nodes =
 static unsigned long block_name_counter;
 /* The node whose driver is opening right now, for option inheritance. */
 static struct block_node *block_opening;
+/* How many nodes are opening, one inside the other (inline children). */
+static int block_opening_depth;
 
 const struct block_driver *block_driver_find(const char *name)
 {
@@ -129,9 +131,21 @@ static void node_close(struct block_node *bs)
 	node_free(bs);
 }
 
+/* Longest path from bs down to a leaf, from its (open) children. */
+static int node_height(struct block_node *bs)
+{
+	int h = 0;
+
+	if (bs->file)
+		h = MAX(h, bs->file->height + 1);
+	if (bs->backing)
+		h = MAX(h, bs->backing->height + 1);
+	return h;
+}
+
 static struct block_node *node_open(json_t *options, const char *name,
 				    bool implicit, bool generated_name,
-				    struct error **errp)
+				    unsigned flags, struct error **errp)
 {
 	const char *drvname = opt_str(options, "driver");
 	const char *discard = opt_str(options, "discard");
@@ -161,10 +175,18 @@ static struct block_node *node_open(json_t *options, const char *name,
 		return NULL;
 	}
 
+	/* Inline children nest on the stack: bound them before they recurse. */
+	if (block_opening_depth > BLOCK_MAX_HEIGHT) {
+		error_setg(errp, "Node '%s': block graph nested deeper than %d levels",
+			   name, BLOCK_MAX_HEIGHT);
+		return NULL;
+	}
+
 	bs = xcalloc(1, sizeof(*bs));
 	bs->node_name = xstrdup(name);
 	bs->drv = drv;
 	bs->implicit = implicit;
+	bs->open_flags = flags;
 	bs->opaque = xcalloc(1, drv->state_size ? drv->state_size : 1);
 	TAILQ_INIT(&bs->users);
 	bs->perm = 0;
@@ -191,8 +213,13 @@ static struct block_node *node_open(json_t *options, const char *name,
 
 	prev = block_opening;
 	block_opening = bs;
+	block_opening_depth++;
+	bs->opening = true;
 	ret = drv->open(bs, options, errp);
+	bs->opening = false;
+	block_opening_depth--;
 	block_opening = prev;
+	bs->height = node_height(bs);
 	if (ret < 0) {
 		node_unregister(bs);
 		goto fail;
@@ -237,7 +264,7 @@ int blockdev_add(json_t *options, struct error **errp)
 		error_setg(errp, "'node-name' must be specified for the root node");
 		return -1;
 	}
-	return node_open(options, name, false, false, errp) ? 0 : -1;
+	return node_open(options, name, false, false, 0, errp) ? 0 : -1;
 }
 
 /*
@@ -269,9 +296,34 @@ static void node_inherit_options(json_t *child, bool read_only)
 		json_object_set_new(cache, "no-flush", json_boolean(parent->no_flush));
 }
 
-struct block_node *block_node_open_child(json_t *ref, bool read_only,
-					 const char *parent_name, struct error **errp)
+/*
+ * May parent (opening now) take bs, found by name, as its `role` child?
+ * Edges are only made while a parent opens, and point either to a node
+ * that was complete before (so is no ancestor) or to a new inline node: a
+ * cycle needs an edge to a node that is still opening, i.e. to an
+ * ancestor, the parent itself included.
+ */
+static int node_check_child_ref(struct block_node *parent, struct block_node *bs,
+				const char *role, struct error **errp)
 {
+	if (bs->opening) {
+		error_setg(errp, "Making '%s' a %s child of '%s' would create a cycle",
+			   bs->node_name, role, parent ? parent->node_name : "");
+		return -1;
+	}
+	if (block_opening_depth + bs->height > BLOCK_MAX_HEIGHT) {
+		error_setg(errp, "Making '%s' a %s child of '%s' would nest the block "
+			   "graph deeper than %d levels", bs->node_name, role,
+			   parent ? parent->node_name : "", BLOCK_MAX_HEIGHT);
+		return -1;
+	}
+	return 0;
+}
+
+struct block_node *block_node_open_child(json_t *ref, const char *role, bool read_only,
+					 unsigned flags, struct error **errp)
+{
+	struct block_node *parent = block_opening;
 	struct block_node *bs;
 	json_t *opts;
 	bool generated = false;
@@ -294,12 +346,14 @@ struct block_node *block_node_open_child(json_t *ref, bool read_only,
 			error_setg(errp, "Cannot find device='%s' nor node-name='%s'", r, r);
 			return NULL;
 		}
+		if (node_check_child_ref(parent, bs, role, errp) < 0)
+			return NULL;
 		block_node_ref(bs);
 		return bs;
 	}
 	if (!json_is_object(ref)) {
 		error_setg(errp, "Node '%s': a child must be a node name or a "
-			   "block device definition", parent_name ? parent_name : "");
+			   "block device definition", parent ? parent->node_name : "");
 		return NULL;
 	}
 	opts = json_deep_copy(ref);
@@ -310,7 +364,10 @@ struct block_node *block_node_open_child(json_t *ref, bool read_only,
 		name = block_node_generate_name();
 		generated = true;
 	}
-	bs = node_open(opts, name, true, generated, errp);
+	/* What an image named, everything below it was named by the image too. */
+	if (parent && (parent->open_flags & BLOCK_OPEN_FROM_IMAGE))
+		flags |= BLOCK_OPEN_FROM_IMAGE;
+	bs = node_open(opts, name, true, generated, flags, errp);
 	free(name);
 	json_decref(opts);
 	if (!bs)
@@ -436,7 +493,9 @@ static json_t *node_info(struct block_node *bs, bool flat)
 	json_t *info = json_object(), *cache = json_object(), *children;
 	int depth = 0;
 
-	for (struct block_node *b = bs->backing; b; b = b->backing)
+	/* Bounded like every walk of the graph, whatever it holds. */
+	for (struct block_node *b = bs->backing; b && depth < BLOCK_MAX_HEIGHT;
+	     b = b->backing)
 		depth++;
 	json_object_set_new(info, "file", json_string(bs->filename));
 	json_object_set_new(info, "node-name", json_string(bs->node_name));

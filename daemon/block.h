@@ -142,6 +142,15 @@ struct block_node {
 	bool read_only;
 	bool implicit;			/* created inline by a parent, deleted with it */
 	bool registered;		/* in the registry (main thread) */
+	/*
+	 * Its driver's open is running: the node is already in the registry
+	 * (QEMU lists a node after its file child) but a reference to it now
+	 * would close a cycle, since every node still opening is an ancestor
+	 * of the one being opened.
+	 */
+	bool opening;
+	unsigned open_flags;		/* BLOCK_OPEN_*, inherited by inline children */
+	int height;			/* longest path down to a leaf: 0 for a file node */
 	/* Users: parents and exports.  Protected by the main thread only. */
 	int refcnt;
 	int write_users;		/* users that write (blocks read-only) */
@@ -174,11 +183,35 @@ json_t *block_query_nodes(bool flat);
 void block_close_all(void);
 
 /*
- * For format drivers: open the child named by `ref` (a node-name string or
- * an inline BlockdevOptions object) and take a reference on it.
+ * Every walk of the graph (queries, reads through backing files, block
+ * status, permissions) recurses once per level, on the main thread or on
+ * an iothread's stack: no node may have more levels below it than this.
+ * A qcow2 backing chain of QCOW2's 64 images fits with room to spare.
  */
-struct block_node *block_node_open_child(json_t *ref, bool read_only,
-					 const char *parent_name, struct error **errp);
+#define BLOCK_MAX_HEIGHT	128
+
+/* Flags of block_node_open_child. */
+/*
+ * The child is named by image content (a backing file name in a qcow2
+ * header), not by the user: it must be a regular file, never a device or
+ * a FIFO.  Inline children of such a node inherit the flag.
+ */
+#define BLOCK_OPEN_FROM_IMAGE	0x1
+/*
+ * The child's format was probed, not given: it may not name further files
+ * (a backing file or an external data file), since probing must never
+ * open what an explicit format would not.
+ */
+#define BLOCK_OPEN_PROBED	0x2
+
+/*
+ * For format drivers: open the child `role` ("file", "backing") named by
+ * `ref` (a node-name string or an inline BlockdevOptions object) and take
+ * a reference on it.  A reference that would close a cycle, or make the
+ * graph deeper than BLOCK_MAX_HEIGHT, is refused.  flags: BLOCK_OPEN_*.
+ */
+struct block_node *block_node_open_child(json_t *ref, const char *role, bool read_only,
+					 unsigned flags, struct error **errp);
 /* Drop a reference taken by block_node_open_child or block_node_ref. */
 void block_node_unref(struct block_node *bs);
 void block_node_ref(struct block_node *bs);

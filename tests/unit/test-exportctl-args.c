@@ -6,8 +6,10 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -158,20 +160,72 @@ static void test_probe_buffer(void)
 	CHECK_STREQ(probe_format_buf(raw, 0), "raw");
 }
 
+static const char *probe_path(const char *path, struct probe_info *pi)
+{
+	return probe_image(path, pi) == 0 ? pi->format : NULL;
+}
+
 static void test_probe_file(void)
 {
 	char path[] = "/tmp/test-exportctl-probe.XXXXXX";
 	int fd = mkstemp(path);
+	struct probe_info pi;
 
 	CHECK(fd >= 0);
 	if (fd < 0)
 		return;
-	CHECK_STREQ(probe_format_file(path), "raw");	/* empty file */
+	CHECK_STREQ(probe_path(path, &pi), "raw");	/* empty file */
 	CHECK_EQ(write(fd, "QFI\xfb\0\0\0\3", 8), 8);
-	CHECK_STREQ(probe_format_file(path), "qcow2");
+	CHECK_STREQ(probe_path(path, &pi), "qcow2");
+	CHECK(pi.backing_file == NULL && !pi.data_file);
+	probe_info_clear(&pi);
 	close(fd);
 	unlink(path);
-	CHECK(probe_format_file(path) == NULL);
+	CHECK(probe_path(path, &pi) == NULL);
+}
+
+/* A qcow2 header naming a backing file: the probe reports the name. */
+static void test_probe_backing_name(void)
+{
+	char path[] = "/tmp/test-exportctl-probe.XXXXXX";
+	unsigned char h[112] = { 'Q', 'F', 'I', 0xfb, 0, 0, 0, 3 };
+	int fd = mkstemp(path);
+	struct probe_info pi;
+	const char *format;
+
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	h[15] = 100;		/* backing_file_offset */
+	h[19] = 11;		/* backing_file_size */
+	h[79] = 4;		/* incompatible: external data file */
+	memcpy(h + 100, "/etc/shadow", 11);
+	CHECK_EQ(write(fd, h, sizeof(h)), (ssize_t)sizeof(h));
+	format = probe_path(path, &pi);	/* CHECK_STREQ evaluates twice */
+	CHECK_STREQ(format, "qcow2");
+	CHECK_STREQ(pi.backing_file, "/etc/shadow");
+	CHECK(pi.data_file);
+	probe_info_clear(&pi);
+	close(fd);
+	unlink(path);
+}
+
+/* A FIFO is refused at once, without blocking on its open. */
+static void test_probe_fifo(void)
+{
+	char path[] = "/tmp/test-exportctl-fifo.XXXXXX";
+	int fd = mkstemp(path);
+	struct probe_info pi;
+
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	close(fd);
+	unlink(path);
+	CHECK(mkfifo(path, 0600) == 0);
+	CHECK(probe_path(path, &pi) == NULL);
+	CHECK_EQ(errno, EINVAL);
+	unlink(path);
 }
 
 int main(void)
@@ -186,6 +240,8 @@ int main(void)
 		{ "split_errors", test_split_errors },
 		{ "probe_buffer", test_probe_buffer },
 		{ "probe_file", test_probe_file },
+		{ "probe_backing_name", test_probe_backing_name },
+		{ "probe_fifo", test_probe_fifo },
 		{ NULL, NULL },
 	};
 

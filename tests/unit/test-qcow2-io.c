@@ -304,16 +304,42 @@ static void make_chain(bool with_formats)
 		qio_write(top, "qcow2", 60000, 1000, 0x31);
 		qio_write(top, "qcow2", (5 << 20) + 100, 1000, 0x32);
 		if (!with_formats) {
-			/* The driver must probe: raw for base, qcow2 for the others. */
+			/*
+			 * The driver must probe base as raw.  A probed qcow2
+			 * may not name a backing file itself, so l2 and top
+			 * keep their formats (test_probed_qcow2_backing).
+			 */
 			strip_backing_format(l1);
-			strip_backing_format(l2);
-			strip_backing_format(top);
 		}
 		free(l1);
 		free(l2);
 		free(top);
 	}
 	free(base);
+}
+
+/*
+ * Probing must not grant what a format would not: a backing file probed
+ * as qcow2 (it could be a raw disk whose guest wrote a qcow2 header) may
+ * not name a backing file of its own.
+ */
+static void test_probed_qcow2_backing(void)
+{
+	char *top = tpath("top.qcow2");
+	json_t *o;
+	struct error *err = NULL;
+
+	make_chain(true);
+	strip_backing_format(top);
+	o = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "driver", "qcow2", "node-name", "top",
+		      "read-only", 1, "file", "driver", "file", "filename", top);
+	CHECK(blockdev_add(o, &err) < 0);
+	CHECK(err && strstr(err->msg, "was probed as qcow2 and names a backing file "
+			    "'l1.qcow2' itself"));
+	CHECK(block_node_find("top") == NULL);
+	error_free(err);
+	json_decref(o);
+	free(top);
 }
 
 static void test_read_backing_chain(void)
@@ -1035,8 +1061,10 @@ static const struct unit_test tests[] = {
 	{ "read: every cluster size, compat 0.10 and 1.1", test_read_cluster_sizes },
 	{ "read: refcount widths 1..64", test_read_refcount_bits },
 	{ "read: zlib and zstd compressed clusters", test_read_compressed },
-	{ "read: backing chains of depth 3, with and without formats",
+	{ "read: backing chains of depth 3, with and without a probed raw base",
 	  test_read_backing_chain },
+	{ "open: a backing file probed as qcow2 may not name another",
+	  test_probed_qcow2_backing },
 	{ "backing option: null and node name", test_backing_null_and_ref },
 	{ "backing loop refused", test_backing_loop },
 	{ "write: random writes, zeroes, discards in many layouts", test_write_matrix },
