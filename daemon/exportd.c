@@ -22,16 +22,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "block.h"
-#include "dispatch.h"
-#include "error.h"
-#include "export.h"
+#include "block/block.h"
+#include "monitor/dispatch.h"
+#include "rpc/error.h"
+#include "export/export.h"
 #include "log.h"
 #include "main-loop.h"
-#include "monitor.h"
+#include "monitor/monitor.h"
 #include "pidfile.h"
 #include "runtime-dir.h"
-#include "schema.h"
+#include "rpc/schema.h"
 #include "shutdown.h"
 #include "util.h"
 

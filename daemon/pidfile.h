@@ -4,7 +4,7 @@
 #ifndef EXPORTD_PIDFILE_H
 #define EXPORTD_PIDFILE_H
 
-#include "error.h"
+#include "rpc/error.h"
 
 struct pidfile;
 

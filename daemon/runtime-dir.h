@@ -5,7 +5,7 @@
 #ifndef EXPORTD_RUNTIME_DIR_H
 #define EXPORTD_RUNTIME_DIR_H
 
-#include "error.h"
+#include "rpc/error.h"
 
 /*
  * Create path mode 0700, or check that the existing one is a directory

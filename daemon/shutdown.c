@@ -8,11 +8,11 @@
 
 #include <stdbool.h>
 
-#include "block.h"
-#include "export.h"
+#include "block/block.h"
+#include "export/export.h"
 #include "log.h"
 #include "main-loop.h"
-#include "monitor.h"
+#include "monitor/monitor.h"
 #include "shutdown.h"
 
 static bool shutting_down;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json-stream.h"
+#include "rpc/json-stream.h"
 #include "util.h"
 
 /* The states of QEMU's json-lexer.c that matter for framing. */

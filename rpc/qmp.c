@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "qmp.h"
+#include "rpc/qmp.h"
 #include "util.h"
 
 json_t *qmp_version_info(void)

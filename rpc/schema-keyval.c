@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schema.h"
+#include "rpc/schema.h"
 #include "util.h"
 
 /* QEMU caps a key fragment at 127 characters. */

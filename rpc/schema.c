@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "schema.h"
+#include "rpc/schema.h"
 #include "util.h"
 
 struct schema {

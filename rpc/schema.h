@@ -14,7 +14,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "error.h"
+#include "rpc/error.h"
 
 struct schema;
 

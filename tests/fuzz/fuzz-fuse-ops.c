@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "block.h"
-#include "fuse-export.h"
-#include "fuse-proto.h"
+#include "block/block.h"
+#include "fuse/internal.h"
+#include "fuse/proto.h"
 #include "log.h"
 #include "util.h"
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json-stream.h"
+#include "rpc/json-stream.h"
 
 /* Small, so that over-long messages and their skipping are exercised. */
 #define FUZZ_MAX_MESSAGE 512

@@ -17,8 +17,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "block.h"
-#include "error.h"
+#include "block/block.h"
+#include "rpc/error.h"
 #include "log.h"
 #include "util.h"
 

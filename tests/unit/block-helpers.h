@@ -18,8 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "block.h"
-#include "error.h"
+#include "block/block.h"
+#include "rpc/error.h"
 #include "util.h"
 
 static char test_dir[64];

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "export-stats.h"
+#include "export/stats.h"
 #include "unit.h"
 
 static void test_bucket_bounds(void)

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fuse-mountpoint.h"
+#include "fuse/mountpoint.h"
 #include "unit.h"
 #include "util.h"
 

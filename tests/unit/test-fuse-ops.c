@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "block-helpers.h"
-#include "fuse-export.h"
-#include "fuse-proto.h"
+#include "fuse/internal.h"
+#include "fuse/proto.h"
 #include "unit.h"
 
 #define IMG_SIZE (1 << 20)

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fuse-proto.h"
+#include "fuse/proto.h"
 #include "unit.h"
 
 static size_t build(void *buf, uint32_t opcode, const void *arg, size_t arglen, size_t extra)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json-stream.h"
+#include "rpc/json-stream.h"
 #include "unit.h"
 
 struct collected {

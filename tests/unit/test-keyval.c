@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schema.h"
+#include "rpc/schema.h"
 #include "unit.h"
 
 struct keyval_case {

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "block-qcow2.h"
-#include "error.h"
+#include "block/qcow2.h"
+#include "rpc/error.h"
 #include "unit.h"
 
 #define CS 65536

@@ -22,8 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "block.h"
-#include "error.h"
+#include "block/block.h"
+#include "rpc/error.h"
 #include "log.h"
 #include "unit.h"
 #include "util.h"

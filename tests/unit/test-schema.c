@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schema.h"
+#include "rpc/schema.h"
 #include "unit.h"
 
 static const char *mini =
