@@ -487,6 +487,12 @@ static void daemonize_finish(int level)
 	ready_fd = -1;
 }
 
+/* The registry's hook: an export is gone, tell every QMP client. */
+static void export_deleted_event(const char *id)
+{
+	qmp_send_event("BLOCK_EXPORT_DELETED", json_pack("{s:s}", "id", id));
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
@@ -504,6 +510,9 @@ int main(int argc, char **argv)
 	schema_builtin();
 	if (qmp_dispatch_init(&err) < 0)
 		fatalx("internal error: %s", err->msg);
+	/* Upward signals go through hooks: the layers below know nothing above. */
+	export_set_deleted_hook(export_deleted_event);
+	monitor_set_quit_hook(daemon_request_shutdown);
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(main_loop_base(), signums[i], on_signal, NULL);
 		event_add(sigs[i], NULL);

@@ -36,10 +36,6 @@ void daemon_request_shutdown(const char *reason)
 		return;
 	shutting_down = true;
 	log_info("shutting down (%s)", reason);
+	monitor_refuse_changes();
 	export_shutdown_all(daemon_exports_gone, NULL);
-}
-
-bool daemon_shutting_down(void)
-{
-	return shutting_down;
 }

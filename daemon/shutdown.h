@@ -9,6 +9,5 @@
 
 /* Start a graceful shutdown (idempotent).  Main thread. */
 void daemon_request_shutdown(const char *reason);
-bool daemon_shutting_down(void);
 
 #endif

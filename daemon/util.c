@@ -1,5 +1,5 @@
 /*
- * util.c: allocation wrappers and small helpers (see util.h).
+ * util.c: time, deadlines and signal-free threads (see util.h).
  */
 #include "config.h"
 
@@ -11,62 +11,6 @@
 
 #include "log.h"
 #include "util.h"
-
-void *xmalloc(size_t size)
-{
-	void *p = malloc(size ? size : 1);
-
-	if (!p)
-		fatalx("out of memory allocating %zu bytes", size);
-	return p;
-}
-
-void *xcalloc(size_t nmemb, size_t size)
-{
-	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
-
-	if (!p)
-		fatalx("out of memory allocating %zu x %zu bytes", nmemb, size);
-	return p;
-}
-
-void *xrealloc(void *ptr, size_t size)
-{
-	void *p = realloc(ptr, size ? size : 1);
-
-	if (!p)
-		fatalx("out of memory allocating %zu bytes", size);
-	return p;
-}
-
-char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (!p)
-		fatalx("out of memory copying a string");
-	return p;
-}
-
-char *xvasprintf(const char *fmt, va_list ap)
-{
-	char *s;
-
-	if (vasprintf(&s, fmt, ap) < 0)
-		fatalx("out of memory formatting a string");
-	return s;
-}
-
-char *xasprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	s = xvasprintf(fmt, ap);
-	va_end(ap);
-	return s;
-}
 
 uint64_t clock_monotonic_ns(void)
 {

@@ -1,7 +1,7 @@
 /*
- * util.h: small helpers used everywhere: allocation that never returns
- * NULL (exportd cannot do anything useful once malloc fails, so it dies
- * loudly), string formatting, and time.
+ * util.h: small helpers the daemon uses everywhere: time, deadlines and
+ * signal-free threads, plus (from rpc/xalloc.h) allocation that never
+ * returns NULL.
  */
 #ifndef EXPORTD_UTIL_H
 #define EXPORTD_UTIL_H
@@ -12,19 +12,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-#define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
-#define ROUND_UP(n, d) (DIV_ROUND_UP(n, d) * (d))
-#define ROUND_DOWN(n, d) ((n) / (d) * (d))
-
-void *xmalloc(size_t size);
-void *xcalloc(size_t nmemb, size_t size);
-void *xrealloc(void *ptr, size_t size);
-char *xstrdup(const char *s);
-char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+#include "rpc/xalloc.h"
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t clock_monotonic_ns(void);

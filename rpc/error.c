@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "rpc/error.h"
-#include "util.h"
+#include "rpc/xalloc.h"
 
 void error_vset(struct error **errp, const char *cls, int errnum,
 		const char *fmt, va_list ap)

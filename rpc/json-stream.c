@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "rpc/json-stream.h"
-#include "util.h"
+#include "rpc/xalloc.h"
 
 /* The states of QEMU's json-lexer.c that matter for framing. */
 enum lex_state {

@@ -10,7 +10,7 @@
 #include <sys/time.h>
 
 #include "rpc/qmp.h"
-#include "util.h"
+#include "rpc/xalloc.h"
 
 json_t *qmp_version_info(void)
 {

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "rpc/schema.h"
-#include "util.h"
+#include "rpc/xalloc.h"
 
 /* QEMU caps a key fragment at 127 characters. */
 #define KEYVAL_FRAGMENT_MAX 127

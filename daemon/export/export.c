@@ -29,7 +29,6 @@
 #include "export/export.h"
 #include "log.h"
 #include "main-loop.h"
-#include "monitor/monitor.h"
 #include "util.h"
 
 static TAILQ_HEAD(, export) exports = TAILQ_HEAD_INITIALIZER(exports);
@@ -209,6 +208,13 @@ static void export_shutdown_check_done(void *opaque)
 	done(shutdown_opaque);
 }
 
+static void (*export_deleted_hook)(const char *id);
+
+void export_set_deleted_hook(void (*hook)(const char *id))
+{
+	export_deleted_hook = hook;
+}
+
 /* Main thread, once nobody references exp any more. */
 static void export_finish(void *opaque)
 {
@@ -221,7 +227,8 @@ static void export_finish(void *opaque)
 	block_node_release(exp->node, exp->writable, resize);
 	block_node_unref(exp->node);
 	log_info("export '%s' deleted", exp->id);
-	qmp_send_event("BLOCK_EXPORT_DELETED", json_pack("{s:s}", "id", exp->id));
+	if (export_deleted_hook)
+		export_deleted_hook(exp->id);
 	free(exp->id);
 	free(exp);
 	export_shutdown_check_done(NULL);

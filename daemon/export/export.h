@@ -86,6 +86,12 @@ void export_shutdown_all(void (*done)(void *opaque), void *opaque);
  * precede quit's reply as in qemu-storage-daemon.  Main thread.
  */
 void export_shutdown_all_now(void);
+/*
+ * hook(id) runs on the main thread when an export is gone for good: how
+ * the layers above learn it (exportd.c sends BLOCK_EXPORT_DELETED), since
+ * the registry knows nothing of them.
+ */
+void export_set_deleted_hook(void (*hook)(const char *id));
 /* Number of live (not yet deleted) exports. */
 int export_count(void);
 

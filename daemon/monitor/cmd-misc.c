@@ -12,7 +12,7 @@
 #include "monitor/commands.h"
 #include "rpc/qmp.h"
 #include "rpc/schema.h"
-#include "shutdown.h"
+#include "monitor/monitor.h"
 
 int qmp_query_version(struct qmp_session *s, json_t *args, json_t **ret, struct error **errp)
 {
@@ -41,10 +41,18 @@ int qmp_query_qmp_schema(struct qmp_session *s, json_t *args, json_t **ret,
 	return 0;
 }
 
+static void (*quit_hook)(const char *reason);
+
+void monitor_set_quit_hook(void (*hook)(const char *reason))
+{
+	quit_hook = hook;
+}
+
 static void quit_deferred(void *opaque)
 {
 	(void)opaque;
-	daemon_request_shutdown("quit command");
+	if (quit_hook)
+		quit_hook("quit command");
 }
 
 int qmp_quit(struct qmp_session *s, json_t *args, json_t **ret, struct error **errp)

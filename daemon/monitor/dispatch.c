@@ -14,9 +14,9 @@
 #include "monitor/dispatch.h"
 #include "log.h"
 #include "monitor/commands.h"
+#include "monitor/monitor.h"
 #include "rpc/qmp.h"
 #include "rpc/schema.h"
-#include "shutdown.h"
 #include "util.h"
 
 static const struct qmp_command *qmp_command_find(const char *name)
@@ -98,6 +98,13 @@ static int qmp_capabilities(struct qmp_session *session, json_t *args, struct er
 	return 0;
 }
 
+static bool refusing_changes;
+
+void monitor_refuse_changes(void)
+{
+	refusing_changes = true;
+}
+
 json_t *qmp_dispatch(struct qmp_session *session, const char *text, size_t len)
 {
 	struct error *err = NULL;
@@ -139,7 +146,7 @@ json_t *qmp_dispatch(struct qmp_session *session, const char *text, size_t len)
 		goto out;
 	}
 	/* Nothing new may start while exports are being torn down for good. */
-	if (daemon_shutting_down() && strncmp(name, "query-", 6) && strcmp(name, "quit")) {
+	if (refusing_changes && strncmp(name, "query-", 6) && strcmp(name, "quit")) {
 		error_setg(&err, "exportd is shutting down; command %s refused", name);
 		goto out;
 	}

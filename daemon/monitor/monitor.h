@@ -33,5 +33,15 @@ void monitor_set_max_connections(unsigned int n);
  * stolen (may be NULL).
  */
 void qmp_send_event(const char *event, json_t *data);
+/*
+ * What `quit` does: hook(reason) runs on the main loop after the reply
+ * has been queued (exportd.c starts the daemon's shutdown).
+ */
+void monitor_set_quit_hook(void (*hook)(const char *reason));
+/*
+ * From now on, refuse every command that could start something (all but
+ * query-* and quit): the daemon is tearing its exports down for good.
+ */
+void monitor_refuse_changes(void);
 
 #endif
