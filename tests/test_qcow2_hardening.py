@@ -1,0 +1,93 @@
+"""qcow2 hardening (issue 12): a real exportd exporting images made by
+qemu-img through real FUSE mounts.  Growth that needs more refcount blocks
+than one covers finishes and leaves a clean image; metadata whose refcount
+was zeroed is never handed out for guest data (the write fails with EIO,
+the image is marked corrupt, the rest of it is intact); sizes that qcow2
+cannot hold are refused as qemu-storage-daemon 7.2 refuses them; headers
+with out-of-range counts and sizes are refused at open."""
+
+import errno
+import os
+import struct
+import subprocess
+
+import pytest
+
+from harness import QMPError
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+def qemu_img(*args, check=True):
+    return subprocess.run(["qemu-img"] + [str(a) for a in args], capture_output=True,
+                          text=True, check=check, timeout=120)
+
+
+def add_qcow2(qmp, name, path, read_only=False):
+    args = {"driver": "qcow2", "node-name": name,
+            "file": {"driver": "file", "filename": str(path)}}
+    if read_only:
+        args["read-only"] = True
+    qmp.cmd("blockdev-add", **args)
+
+
+def export(qmp, exp_id, node, mountpoint, writable=False, growable=False):
+    mountpoint.touch()
+    extra = {"growable": True} if growable else {}
+    try:
+        qmp.cmd("block-export-add", type="fuse", id=exp_id, **{"node-name": node},
+                mountpoint=str(mountpoint), writable=writable, **extra)
+    except QMPError as e:
+        if e.cls == "CommandNotFound":
+            pytest.skip("block-export-add is not in this build, so FUSE exports cannot "
+                        "be tested")
+        raise
+
+
+def unexport(qmp, exp_id):
+    qmp.cmd("block-export-del", id=exp_id)
+    qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=10)
+
+
+def check_clean(img):
+    r = qemu_img("check", img, check=False)
+    assert r.returncode == 0, f"qemu-img check {img}: {r.returncode}\n{r.stdout}{r.stderr}"
+
+
+@pytest.mark.parametrize("cluster_size,start,grown", [
+    ("4k", "1G", 3 << 40),
+    ("512", "1M", 2 * GiB),
+])
+def test_growth_needing_several_refcount_blocks_finishes(qmp, tmp_path, cluster_size,
+                                                         start, grown):
+    """The new L1 table needs more clusters than one refcount block covers:
+    the truncate finishes, the file stays small, and the image is clean."""
+    img = tmp_path / "g.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-o", f"cluster_size={cluster_size}", img, start)
+    add_qcow2(qmp, "q", img)
+    mp = tmp_path / "g.fuse"
+    export(qmp, "e", "q", mp, writable=True, growable=True)
+    try:
+        r = subprocess.run(["truncate", "-s", str(grown), str(mp)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert mp.stat().st_size == grown
+        with open(mp, "r+b") as f:
+            f.seek(grown - 4096)
+            f.write(b"\xab" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        unexport(qmp, "e")
+    qmp.cmd("blockdev-del", **{"node-name": "q"})
+    # The L1 table of the grown image is at most 12 MiB; the refcount
+    # structures a few more.  The bug grew the file to hundreds of GB.
+    assert img.stat().st_size < 64 * MiB, f"image file grew to {img.stat().st_size} bytes"
+    check_clean(img)
+    info = qemu_img("info", "--output=json", img).stdout
+    assert f'"virtual-size": {grown}' in info
+    out = subprocess.run(["qemu-io", "-f", "qcow2", "-r", "-c",
+                          f"read -P 0xab {grown - 4096} 4096", str(img)],
+                         capture_output=True, text=True, timeout=60)
+    assert "Pattern verification failed" not in out.stdout and out.returncode == 0, out.stdout
