@@ -816,8 +816,12 @@ static int qcow2_truncate(struct block_node *bs, uint64_t length)
 	/* Read-only is the first answer, before the size is looked at. */
 	if (!s->writable)
 		return -EROFS;
-	/* QEMU sees qcow2 sizes in whole sectors: keep the size a multiple of 512. */
-	length = ROUND_UP(length, 512);
+	/* qcow2 sizes are whole sectors; QEMU refuses any other size (EINVAL). */
+	if (length % 512) {
+		log_warnx("qcow2 '%s': cannot resize to %" PRIu64 " bytes: the new size must "
+			  "be a multiple of 512", s->name, length);
+		return -EINVAL;
+	}
 	if (length > QCOW2_MAX_VIRTUAL_SIZE)
 		return -EFBIG;
 	ret = qcow2_before_modify(s);

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from harness import QMPError
+from harness import QSD, QSD_MISSING, QMPClient, QMPError, qsd_monitor
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -91,3 +91,43 @@ def test_growth_needing_several_refcount_blocks_finishes(qmp, tmp_path, cluster_
                           f"read -P 0xab {grown - 4096} 4096", str(img)],
                          capture_output=True, text=True, timeout=60)
     assert "Pattern verification failed" not in out.stdout and out.returncode == 0, out.stdout
+
+
+def unaligned_truncate(qmp, tmp_path, name):
+    """Truncate a writable qcow2 export to 1000001 bytes; returns the errno
+    (0 on success) and the size the export shows afterwards."""
+    img = tmp_path / f"{name}.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", img, "1M")
+    add_qcow2(qmp, name, img)
+    mp = tmp_path / f"{name}.fuse"
+    export(qmp, name, name, mp, writable=True)
+    try:
+        try:
+            os.truncate(mp, 1000001)
+            err = 0
+        except OSError as e:
+            err = e.errno
+        size = mp.stat().st_size
+    finally:
+        unexport(qmp, name)
+    return err, size
+
+
+def test_truncate_to_unaligned_size_is_einval(qmp, tmp_path):
+    err, size = unaligned_truncate(qmp, tmp_path, "u")
+    assert err == errno.EINVAL
+    assert size == MiB
+
+
+@pytest.mark.skipif(QSD is None, reason=QSD_MISSING)
+def test_truncate_to_unaligned_size_as_qsd(qmp, tmp_path):
+    ours = unaligned_truncate(qmp, tmp_path, "u")
+    ref_dir = tmp_path / "qsd"
+    ref_dir.mkdir()
+    with qsd_monitor(ref_dir) as sock:
+        ref = QMPClient(sock)
+        try:
+            theirs = unaligned_truncate(ref, ref_dir, "u")
+        finally:
+            ref.close()
+    assert ours == theirs
