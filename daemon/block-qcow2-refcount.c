@@ -156,6 +156,7 @@ static int qcow2_refblock_create(struct qcow2 *s, uint64_t i, uint64_t at)
 		return ret;
 	}
 	s->rt[i] = off;
+	qcow2_meta_mark(s, off, s->cluster_size, true);
 	s->host_end = MAX(s->host_end, off + s->cluster_size);
 	return 0;
 }
@@ -275,6 +276,11 @@ static int qcow2_rt_grow(struct qcow2 *s, uint64_t need)
 	if (ret < 0)
 		goto out;
 
+	qcow2_meta_mark(s, start << s->cluster_bits, tclusters << s->cluster_bits, true);
+	for (uint64_t b = start >> s->rb_bits; b <= (end - 1) >> s->rb_bits; b++)
+		if (!(b < s->rt_entries && s->rt[b]))
+			qcow2_meta_mark(s, new_rt[b], s->cluster_size, true);
+	qcow2_meta_mark(s, old_off, old_clusters << s->cluster_bits, false);
 	free(s->rt);
 	s->rt = new_rt;
 	new_rt = NULL;
@@ -342,10 +348,6 @@ int qcow2_alloc_cluster(struct qcow2 *s, uint64_t *offset)
 		ret = qcow2_check_scan(s, c);
 		if (ret < 0)
 			return ret;
-		if (qcow2_overlaps_metadata(s, c << s->cluster_bits, s->cluster_size)) {
-			c++;
-			continue;
-		}
 		ret = qcow2_refblock_ensure(s, c);
 		if (ret < 0)
 			return ret;
@@ -358,6 +360,11 @@ int qcow2_alloc_cluster(struct qcow2 *s, uint64_t *offset)
 			c++;
 			continue;
 		}
+		/* Free by its refcount but holding metadata: the image is corrupt. */
+		ret = qcow2_check_write(s, c << s->cluster_bits, s->cluster_size,
+					"a newly allocated cluster");
+		if (ret < 0)
+			return ret;
 		ret = qcow2_file_ensure_len(s, (c + 1) << s->cluster_bits);
 		if (ret < 0)
 			return ret;
@@ -426,11 +433,15 @@ retry:
 		ret = qcow2_refcount_get(s, c, &val);
 		if (ret < 0)
 			return ret;
-		if (val || qcow2_overlaps_metadata(s, c << s->cluster_bits, s->cluster_size)) {
+		if (val) {
 			start = c + 1;
 			goto retry;
 		}
 	}
+	ret = qcow2_check_write(s, start << s->cluster_bits, (end - start) << s->cluster_bits,
+				"a newly allocated table");
+	if (ret < 0)
+		return ret;
 
 	ret = qcow2_file_ensure_len(s, end << s->cluster_bits);
 	if (ret < 0)
@@ -454,8 +465,10 @@ retry:
 
 		qcow2_put_be64(be, off);
 		ret = block_node_pwrite(s->bs->file, be, 8, s->rt_offset + newb[i] * 8);
-		if (ret == 0)
+		if (ret == 0) {
 			s->rt[newb[i]] = off;
+			qcow2_meta_mark(s, off, s->cluster_size, true);
+		}
 	}
 	/* The clusters of the area that blocks from before count. */
 	for (uint64_t c = start, j = 0; c < end && ret == 0; c++) {

@@ -277,6 +277,9 @@ static int qcow2_before_modify(struct qcow2 *s)
 
 	if (!s->writable)
 		return -EROFS;
+	/* As QEMU: an image marked corrupt is not written any more. */
+	if (__atomic_load_n(&s->corrupt, __ATOMIC_ACQUIRE))
+		return -EIO;
 	if (!__atomic_load_n(&s->autoclear_pending, __ATOMIC_ACQUIRE))
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -406,9 +409,9 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 	}
 	if (type == QCOW2_ZERO && host && (l2e & QCOW2_OFLAG_COPIED)) {
 		/* A preallocated zero cluster: write it in place. */
-		if (qcow2_overlaps_metadata(s, host, s->cluster_size))
-			return qcow2_corrupt(s, "zero cluster at 0x%" PRIx64 " overlaps "
-					     "metadata", host);
+		ret = qcow2_check_write(s, host, s->cluster_size, "guest data");
+		if (ret < 0)
+			return ret;
 		target = host;
 		reuse = true;
 	} else {
@@ -484,11 +487,9 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 		if (ret < 0)
 			break;
 		if (r.type == QCOW2_NORMAL && (r.l2e & QCOW2_OFLAG_COPIED)) {
-			if (qcow2_overlaps_metadata(s, r.host, r.len)) {
-				ret = qcow2_corrupt(s, "data cluster at 0x%" PRIx64 " overlaps "
-						    "metadata", r.host);
+			ret = qcow2_check_write(s, r.host, r.len, "guest data");
+			if (ret < 0)
 				break;
-			}
 			pthread_mutex_unlock(&s->lock);
 			ret = block_node_pwrite(s->bs->file, buf, r.len, r.host);
 			pthread_mutex_lock(&s->lock);
@@ -1271,9 +1272,10 @@ static int qcow2_load(struct qcow2 *s, struct error **errp)
 		}
 	}
 	if (qcow2_read_table(s, s->l1_offset, s->l1_size, &s->l1, errp) < 0 ||
-	    qcow2_read_table(s, s->rt_offset, s->rt_entries, &s->rt, errp) < 0)
+	    qcow2_read_table(s, s->rt_offset, s->rt_entries, &s->rt, errp) < 0 ||
+	    qcow2_check_tables(s, errp) < 0 || qcow2_snapshots_load(s, errp) < 0)
 		return -1;
-	return qcow2_check_tables(s, errp);
+	return qcow2_meta_build(s);
 }
 
 static void qcow2_free_state(struct qcow2 *s)
@@ -1281,6 +1283,7 @@ static void qcow2_free_state(struct qcow2 *s)
 	qcow2_cache_destroy(&s->l2_cache);
 	qcow2_cache_destroy(&s->rb_cache);
 	qcow2_header_clear(&s->hdr);
+	qcow2_meta_free(s);
 	free(s->l1);
 	free(s->rt);
 	free(s->name);

@@ -131,3 +131,105 @@ def test_truncate_to_unaligned_size_as_qsd(qmp, tmp_path):
         finally:
             ref.close()
     assert ours == theirs
+
+
+def be64(f, off):
+    f.seek(off)
+    return struct.unpack(">Q", f.read(8))[0]
+
+
+def zero_refcount_of_l2_table(img):
+    """Set the refcount of the image's first L2 table to 0 (16-bit refcounts,
+    a single refcount block, as qemu-img makes small images); returns the
+    L2 table's host offset."""
+    with open(img, "r+b") as f:
+        f.seek(20)
+        cluster_bits = struct.unpack(">I", f.read(4))[0]
+        l1_offset = be64(f, 40)
+        rt_offset = be64(f, 48)
+        f.seek(96)
+        assert struct.unpack(">I", f.read(4))[0] == 4, "expected 16-bit refcounts"
+        l2_offset = be64(f, l1_offset) & 0x00fffffffffffe00
+        assert l2_offset, "the image has no L2 table"
+        cluster = l2_offset >> cluster_bits
+        per_block = (1 << cluster_bits) // 2
+        block = be64(f, rt_offset + (cluster // per_block) * 8)
+        f.seek(block + (cluster % per_block) * 2)
+        assert struct.unpack(">H", f.read(2))[0] == 1
+        f.seek(block + (cluster % per_block) * 2)
+        f.write(b"\0\0")
+    return l2_offset
+
+
+def test_l2_table_with_refcount_0_is_not_overwritten(qmp, tmp_path):
+    """The allocator must not hand out an in-use L2 table whose refcount
+    reads 0: the write fails with EIO, the image is marked corrupt, later
+    writes are refused, and what the image held is still there."""
+    img = tmp_path / "c.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", img, "4M")
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k",
+                    "-c", "write -P 0x6b 1M 64k", str(img)], check=True,
+                   capture_output=True, timeout=60)
+    zero_refcount_of_l2_table(img)
+    add_qcow2(qmp, "q", img)
+    mp = tmp_path / "c.fuse"
+    export(qmp, "e", "q", mp, writable=True)
+    try:
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            with pytest.raises(OSError) as exc:
+                os.pwrite(fd, b"\x77" * 65536, 2 * MiB)    # needs a new cluster
+                os.fsync(fd)
+            assert exc.value.errno == errno.EIO
+            # Marked corrupt: even a write in place is refused now.
+            with pytest.raises(OSError) as exc:
+                os.pwrite(fd, b"\x88" * 512, 0)
+                os.fsync(fd)
+            assert exc.value.errno == errno.EIO
+            assert os.pread(fd, 65536, 0) == b"\x5a" * 65536
+            assert os.pread(fd, 65536, MiB) == b"\x6b" * 65536
+        finally:
+            os.close(fd)
+    finally:
+        unexport(qmp, "e")
+    qmp.cmd("blockdev-del", **{"node-name": "q"})
+    info = qemu_img("info", "--output=json", img).stdout
+    assert '"corrupt": true' in info, info
+    for cmd in ("read -P 0x5a 0 64k", "read -P 0x6b 1M 64k", "read -P 0 2M 64k"):
+        r = subprocess.run(["qemu-io", "-f", "qcow2", "-r", "-c", cmd, str(img)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "verification failed" not in r.stdout, \
+            f"{cmd}: {r.stdout}{r.stderr}"
+
+
+def test_data_cluster_pointing_at_l2_table_is_not_written(qmp, tmp_path):
+    """An L2 entry that points at the L2 table itself: writing that guest
+    cluster would overwrite the table; the write fails with EIO and the
+    image is marked corrupt."""
+    img = tmp_path / "p.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", img, "4M")
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", str(img)],
+                   check=True, capture_output=True, timeout=60)
+    with open(img, "r+b") as f:
+        l2_offset = be64(f, be64(f, 40)) & 0x00fffffffffffe00
+        f.seek(l2_offset + 8)       # guest cluster 1
+        f.write(struct.pack(">Q", l2_offset | (1 << 63)))
+    add_qcow2(qmp, "q", img)
+    mp = tmp_path / "p.fuse"
+    export(qmp, "e", "q", mp, writable=True)
+    try:
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            with pytest.raises(OSError) as exc:
+                os.pwrite(fd, b"\x77" * 4096, 65536)
+                os.fsync(fd)
+            assert exc.value.errno == errno.EIO
+            assert os.pread(fd, 65536, 0) == b"\x5a" * 65536
+        finally:
+            os.close(fd)
+    finally:
+        unexport(qmp, "e")
+    qmp.cmd("blockdev-del", **{"node-name": "q"})
+    assert '"corrupt": true' in qemu_img("info", "--output=json", img).stdout
+    with open(img, "rb") as f:
+        assert be64(f, l2_offset) & 0x00fffffffffffe00, "the L2 table was overwritten"
