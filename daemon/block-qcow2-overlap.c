@@ -128,7 +128,7 @@ int qcow2_check_write(struct qcow2 *s, uint64_t off, uint64_t len, const char *w
 	if (!qcow2_meta_hit(s, off, len))
 		return 0;
 	if (!__atomic_load_n(&s->corrupt, __ATOMIC_ACQUIRE))
-		log_warnx("qcow2 '%s': Marking image as corrupt: Preventing invalid write of "
+		log_warnx("qcow2 '%s': Marking image as corrupt: Preventing invalid "
 			  "%s at 0x%" PRIx64 " on metadata (overlaps with %s); further "
 			  "corruption events will be suppressed", s->name, what, off,
 			  qcow2_meta_kind(s, off, len));

@@ -362,7 +362,7 @@ int qcow2_alloc_cluster(struct qcow2 *s, uint64_t *offset)
 		}
 		/* Free by its refcount but holding metadata: the image is corrupt. */
 		ret = qcow2_check_write(s, c << s->cluster_bits, s->cluster_size,
-					"a newly allocated cluster");
+					"allocation of a cluster");
 		if (ret < 0)
 			return ret;
 		ret = qcow2_file_ensure_len(s, (c + 1) << s->cluster_bits);
@@ -439,7 +439,7 @@ retry:
 		}
 	}
 	ret = qcow2_check_write(s, start << s->cluster_bits, (end - start) << s->cluster_bits,
-				"a newly allocated table");
+				"allocation of a table");
 	if (ret < 0)
 		return ret;
 

@@ -35,6 +35,8 @@ int qcow2_snapshots_load(struct qcow2 *s, struct error **errp)
 		uint64_t l1_off, l1_bytes;
 		uint32_t extra, id_len, name_len;
 
+		/* Entries start 8-aligned; the last one's padding need not exist. */
+		off = ROUND_UP(off, 8);
 		if (off > s->file_len || s->file_len - off < sizeof(h)) {
 			error_setg(errp, "Image '%s' is corrupt: snapshot table entry %u is past "
 				   "the end of the file", s->name, i);
@@ -70,7 +72,7 @@ int qcow2_snapshots_load(struct qcow2 *s, struct error **errp)
 		}
 		ext[i + 1].off = l1_bytes ? l1_off : 0;
 		ext[i + 1].len = l1_bytes;
-		off += ROUND_UP(sizeof(h) + (uint64_t)extra + id_len + name_len, 8);
+		off += sizeof(h) + (uint64_t)extra + id_len + name_len;
 		if (off - s->hdr.snapshots_offset > QCOW2_MAX_SNAPSHOT_TABLE) {
 			error_setg(errp, "Image '%s' is corrupt: the snapshot table is larger "
 				   "than %u bytes", s->name, QCOW2_MAX_SNAPSHOT_TABLE);

@@ -358,7 +358,13 @@ static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n
 		qcow2_entry_extent(s, entries[i], &off, &len);
 		if (!len)
 			continue;
-		r = qcow2_free_range(s, off, len, punch);
+		/*
+		 * A data entry that points into metadata: dropping its reference
+		 * would leave the table with a refcount of 0, free for reuse.
+		 */
+		r = qcow2_check_write(s, off, len, "free of a data cluster");
+		if (r == 0)
+			r = qcow2_free_range(s, off, len, punch);
 		if (r < 0)
 			ret = r;
 	}
@@ -409,7 +415,7 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 	}
 	if (type == QCOW2_ZERO && host && (l2e & QCOW2_OFLAG_COPIED)) {
 		/* A preallocated zero cluster: write it in place. */
-		ret = qcow2_check_write(s, host, s->cluster_size, "guest data");
+		ret = qcow2_check_write(s, host, s->cluster_size, "write of guest data");
 		if (ret < 0)
 			return ret;
 		target = host;
@@ -487,7 +493,7 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 		if (ret < 0)
 			break;
 		if (r.type == QCOW2_NORMAL && (r.l2e & QCOW2_OFLAG_COPIED)) {
-			ret = qcow2_check_write(s, r.host, r.len, "guest data");
+			ret = qcow2_check_write(s, r.host, r.len, "write of guest data");
 			if (ret < 0)
 				break;
 			pthread_mutex_unlock(&s->lock);

@@ -300,8 +300,9 @@ void qcow2_meta_mark(struct qcow2 *s, uint64_t off, uint64_t len, bool on);
 /* Whether [off, off+len) touches a metadata cluster (the fast check). */
 bool qcow2_meta_hit(const struct qcow2 *s, uint64_t off, uint64_t len);
 /*
- * Before writing `what` (guest data, a new table) over [off, off+len):
- * 0, or -EIO after marking the image corrupt when the range holds metadata.
+ * Before `what` ("write of guest data", "allocation of a cluster", "free
+ * of a data cluster") over [off, off+len): 0, or -EIO after marking the
+ * image corrupt when the range holds metadata.
  */
 int qcow2_check_write(struct qcow2 *s, uint64_t off, uint64_t len, const char *what);
 /* Set the corrupt bit (once); writes are refused from then on. */

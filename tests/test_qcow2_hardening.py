@@ -13,9 +13,11 @@ import subprocess
 
 import pytest
 
+from fusetest import fallocate
 from harness import QSD, QSD_MISSING, QMPClient, QMPError, qsd_monitor
 
 MiB = 1 << 20
+PUNCH_HOLE = 0x01 | 0x02    # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
 GiB = 1 << 30
 
 
@@ -24,9 +26,9 @@ def qemu_img(*args, check=True):
                           text=True, check=check, timeout=120)
 
 
-def add_qcow2(qmp, name, path, read_only=False):
+def add_qcow2(qmp, name, path, read_only=False, **extra):
     args = {"driver": "qcow2", "node-name": name,
-            "file": {"driver": "file", "filename": str(path)}}
+            "file": {"driver": "file", "filename": str(path)}, **extra}
     if read_only:
         args["read-only"] = True
     qmp.cmd("blockdev-add", **args)
@@ -138,10 +140,10 @@ def be64(f, off):
     return struct.unpack(">Q", f.read(8))[0]
 
 
-def zero_refcount_of_l2_table(img):
-    """Set the refcount of the image's first L2 table to 0 (16-bit refcounts,
-    a single refcount block, as qemu-img makes small images); returns the
-    L2 table's host offset."""
+def zero_refcount_of(img, table):
+    """Set the refcount of the image's first L2 table or of its first
+    refcount block to 0 (16-bit refcounts, a single refcount block, as
+    qemu-img makes small images); returns that table's host offset."""
     with open(img, "r+b") as f:
         f.seek(20)
         cluster_bits = struct.unpack(">I", f.read(4))[0]
@@ -149,28 +151,32 @@ def zero_refcount_of_l2_table(img):
         rt_offset = be64(f, 48)
         f.seek(96)
         assert struct.unpack(">I", f.read(4))[0] == 4, "expected 16-bit refcounts"
-        l2_offset = be64(f, l1_offset) & 0x00fffffffffffe00
-        assert l2_offset, "the image has no L2 table"
-        cluster = l2_offset >> cluster_bits
+        if table == "L2 table":
+            target = be64(f, l1_offset) & 0x00fffffffffffe00
+        else:
+            target = be64(f, rt_offset)
+        assert target, f"the image has no {table}"
+        cluster = target >> cluster_bits
         per_block = (1 << cluster_bits) // 2
         block = be64(f, rt_offset + (cluster // per_block) * 8)
         f.seek(block + (cluster % per_block) * 2)
         assert struct.unpack(">H", f.read(2))[0] == 1
         f.seek(block + (cluster % per_block) * 2)
         f.write(b"\0\0")
-    return l2_offset
+    return target
 
 
-def test_l2_table_with_refcount_0_is_not_overwritten(qmp, tmp_path):
-    """The allocator must not hand out an in-use L2 table whose refcount
-    reads 0: the write fails with EIO, the image is marked corrupt, later
+@pytest.mark.parametrize("table", ["L2 table", "refcount block"])
+def test_table_with_refcount_0_is_not_overwritten(qmp, tmp_path, table):
+    """The allocator must not hand out an in-use L2 table or refcount block
+    whose refcount reads 0: the write fails with EIO, the image is marked corrupt, later
     writes are refused, and what the image held is still there."""
     img = tmp_path / "c.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", img, "4M")
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k",
                     "-c", "write -P 0x6b 1M 64k", str(img)], check=True,
                    capture_output=True, timeout=60)
-    zero_refcount_of_l2_table(img)
+    zero_refcount_of(img, table)
     add_qcow2(qmp, "q", img)
     mp = tmp_path / "c.fuse"
     export(qmp, "e", "q", mp, writable=True)
@@ -202,10 +208,11 @@ def test_l2_table_with_refcount_0_is_not_overwritten(qmp, tmp_path):
             f"{cmd}: {r.stdout}{r.stderr}"
 
 
-def test_data_cluster_pointing_at_l2_table_is_not_written(qmp, tmp_path):
+@pytest.mark.parametrize("action", ["write", "punch"])
+def test_data_cluster_pointing_at_l2_table_is_left_alone(qmp, tmp_path, action):
     """An L2 entry that points at the L2 table itself: writing that guest
-    cluster would overwrite the table; the write fails with EIO and the
-    image is marked corrupt."""
+    cluster would overwrite the table, discarding it would drop the table's
+    refcount to 0; either fails with EIO and the image is marked corrupt."""
     img = tmp_path / "p.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", img, "4M")
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 64k", str(img)],
@@ -214,16 +221,22 @@ def test_data_cluster_pointing_at_l2_table_is_not_written(qmp, tmp_path):
         l2_offset = be64(f, be64(f, 40)) & 0x00fffffffffffe00
         f.seek(l2_offset + 8)       # guest cluster 1
         f.write(struct.pack(">Q", l2_offset | (1 << 63)))
-    add_qcow2(qmp, "q", img)
+    # discard=unmap: a punched cluster is freed, not kept as a zero cluster.
+    add_qcow2(qmp, "q", img, discard="unmap")
     mp = tmp_path / "p.fuse"
     export(qmp, "e", "q", mp, writable=True)
     try:
         fd = os.open(mp, os.O_RDWR)
         try:
-            with pytest.raises(OSError) as exc:
-                os.pwrite(fd, b"\x77" * 4096, 65536)
-                os.fsync(fd)
-            assert exc.value.errno == errno.EIO
+            if action == "write":
+                with pytest.raises(OSError) as exc:
+                    os.pwrite(fd, b"\x77" * 4096, 65536)
+                    os.fsync(fd)
+                assert exc.value.errno == errno.EIO
+            else:
+                with pytest.raises(OSError) as exc:
+                    fallocate(fd, PUNCH_HOLE, 65536, 65536)
+                assert exc.value.errno == errno.EIO
             assert os.pread(fd, 65536, 0) == b"\x5a" * 65536
         finally:
             os.close(fd)
@@ -233,3 +246,5 @@ def test_data_cluster_pointing_at_l2_table_is_not_written(qmp, tmp_path):
     assert '"corrupt": true' in qemu_img("info", "--output=json", img).stdout
     with open(img, "rb") as f:
         assert be64(f, l2_offset) & 0x00fffffffffffe00, "the L2 table was overwritten"
+    r = qemu_img("check", img, check=False)
+    assert "refcount=0" not in r.stdout + r.stderr, r.stdout
