@@ -2,11 +2,12 @@
  * block-qcow2-overlap.c: the overlap checks of a qcow2 image (QEMU's
  * qcow2_check_metadata_overlap): which host clusters hold metadata (the
  * header, the L1 table, L2 tables, the refcount table, refcount blocks,
- * the snapshot table and the snapshots' L1 tables), so that guest data is
- * never written over them, and a cluster whose refcount says free while
- * it holds metadata is never handed out.  An image where that happened is
- * corrupt: it is marked so on disk (the corrupt incompatible bit, as QEMU
- * does), the request fails with EIO, and every later write is refused.
+ * the snapshot table, the snapshots' L1 tables and the bitmap directory),
+ * so that guest data is never written over them, and a cluster whose
+ * refcount says free while it holds metadata is never handed out.  An
+ * image where that happened is corrupt: it is marked so on disk (the
+ * corrupt incompatible bit, as QEMU does), the request fails with EIO, and
+ * every later write is refused.
  *
  * The set is a bitmap of host clusters up to the highest metadata cluster,
  * kept up to date wherever a table is allocated or freed, so that the
@@ -100,6 +101,8 @@ static const char *qcow2_meta_kind(const struct qcow2 *s, uint64_t off, uint64_t
 	for (size_t i = 1; i < s->nb_snap_extents; i++)
 		if (overlap(off, len, s->snap_extents[i].off, s->snap_extents[i].len))
 			return "inactive L1 table";
+	if (overlap(off, len, s->bitmap_dir_offset, s->bitmap_dir_size))
+		return "bitmap directory";
 	return "metadata";
 }
 
@@ -152,6 +155,11 @@ int qcow2_meta_build(struct qcow2 *s)
 	for (size_t i = 0; i < s->nb_snap_extents; i++)
 		qcow2_meta_mark(s, s->snap_extents[i].off,
 				ROUND_UP(s->snap_extents[i].len, cs), true);
+	if (s->hdr.has_bitmaps_ext && (s->hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+		s->bitmap_dir_offset = s->hdr.bitmap_dir_offset;
+		s->bitmap_dir_size = s->hdr.bitmap_dir_size;
+		qcow2_meta_mark(s, s->bitmap_dir_offset, ROUND_UP(s->bitmap_dir_size, cs), true);
+	}
 	return 0;
 }
 

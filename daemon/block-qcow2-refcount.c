@@ -223,6 +223,10 @@ static int qcow2_rt_grow(struct qcow2 *s, uint64_t need)
 	}
 	nentries = tclusters * per_cluster;
 
+	ret = qcow2_check_write(s, start << s->cluster_bits, (end - start) << s->cluster_bits,
+				"allocation of a refcount table");
+	if (ret < 0)
+		return ret;
 	ret = qcow2_file_ensure_len(s, end << s->cluster_bits);
 	if (ret < 0)
 		return ret;
@@ -315,6 +319,11 @@ static int qcow2_refblock_ensure(struct qcow2 *s, uint64_t c)
 	}
 	if (s->rt[i])
 		return 0;
+	/* Uncounted, so free, yet holding metadata: the image is corrupt. */
+	ret = qcow2_check_write(s, c << s->cluster_bits, s->cluster_size,
+				"allocation of a refcount block");
+	if (ret < 0)
+		return ret;
 	ret = qcow2_refblock_create(s, i, c);
 	return ret < 0 ? ret : 1;
 }

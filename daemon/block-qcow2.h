@@ -43,6 +43,9 @@
 #define QCOW2_MAX_SNAPSHOTS	65536
 #define QCOW2_MAX_BACKING_NAME	1023
 #define QCOW2_MAX_VIRTUAL_SIZE	(1ULL << 56)
+#define QCOW2_MAX_BITMAPS	65535
+#define QCOW2_MAX_BITMAP_DIR	(1024u * QCOW2_MAX_BITMAPS)
+#define QCOW2_AUTOCLEAR_BITMAPS	(1ULL << 0)
 
 /* incompatible_features bits */
 #define QCOW2_INCOMPAT_DIRTY		(1ULL << 0)
@@ -108,6 +111,9 @@ struct qcow2_header {
 	bool has_crypto_ext;
 	bool has_data_file_ext;
 	bool has_bitmaps_ext;
+	uint32_t nb_bitmaps;		/* bitmaps extension, when present */
+	uint64_t bitmap_dir_size;
+	uint64_t bitmap_dir_offset;
 	struct qcow2_feature_name *features;
 	size_t nb_features;
 };
@@ -228,6 +234,8 @@ struct qcow2 {
 	/* The snapshot table, then each snapshot's L1 table (read-only). */
 	struct qcow2_extent *snap_extents;
 	size_t nb_snap_extents;
+	/* The bitmap directory (kept after the autoclear bit is cleared). */
+	uint64_t bitmap_dir_offset, bitmap_dir_size;
 
 	/* Everything below is protected by lock. */
 	pthread_mutex_t lock;

@@ -10,6 +10,7 @@ import errno
 import os
 import struct
 import subprocess
+import time
 
 import pytest
 
@@ -95,6 +96,20 @@ def test_growth_needing_several_refcount_blocks_finishes(qmp, tmp_path, cluster_
     assert "Pattern verification failed" not in out.stdout and out.returncode == 0, out.stdout
 
 
+def qsd_client(sock, timeout=15.0):
+    """A QMP client of the qsd at sock: qsd_monitor returns once the socket
+    file exists, which is before qsd listens on it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return QMPClient(sock)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"qemu-storage-daemon did not accept a QMP connection on "
+                            f"{sock} within {timeout} s")
+            time.sleep(0.01)
+
+
 def unaligned_truncate(qmp, tmp_path, name):
     """Truncate a writable qcow2 export to 1000001 bytes; returns the errno
     (0 on success) and the size the export shows afterwards."""
@@ -127,7 +142,7 @@ def test_truncate_to_unaligned_size_as_qsd(qmp, tmp_path):
     ref_dir = tmp_path / "qsd"
     ref_dir.mkdir()
     with qsd_monitor(ref_dir) as sock:
-        ref = QMPClient(sock)
+        ref = qsd_client(sock)
         try:
             theirs = unaligned_truncate(ref, ref_dir, "u")
         finally:
