@@ -652,6 +652,17 @@ static int qcow2_zero_clusters(struct qcow2 *s, uint64_t cl, uint64_t n,
 			ret = err;
 			break;
 		}
+		/*
+		 * No L2 table: every entry is unallocated already, and only zeroes
+		 * over a backing file need one.  Skipping it whole keeps a shrink
+		 * or discard of a huge sparse range from walking every cluster.
+		 */
+		if (!table && !((mode == QCOW2_MODE_ZERO || mode == QCOW2_MODE_ZERO_UNMAP) &&
+				 s->hdr.version >= 3 && s->has_backing)) {
+			cl += cnt;
+			n -= cnt;
+			continue;
+		}
 		for (uint64_t k = 0; k < cnt && ret == 0; k++) {
 			uint64_t e = table ? table[l2i + k] : 0, host, ne;
 			int type = qcow2_classify(s, e, &host);

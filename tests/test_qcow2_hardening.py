@@ -263,3 +263,23 @@ def test_data_cluster_pointing_at_l2_table_is_left_alone(qmp, tmp_path, action):
         assert be64(f, l2_offset) & 0x00fffffffffffe00, "the L2 table was overwritten"
     r = qemu_img("check", img, check=False)
     assert "refcount=0" not in r.stdout + r.stderr, r.stdout
+
+
+def test_shrinking_a_huge_sparse_image_finishes(qmp, tmp_path):
+    """Growing to the largest size qcow2 allows and shrinking back frees
+    nothing but must not walk the 2^35 unallocated clusters one by one."""
+    img = tmp_path / "h.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=2M", img, "1G")
+    add_qcow2(qmp, "q", img)
+    mp = tmp_path / "h.fuse"
+    export(qmp, "e", "q", mp, writable=True)
+    try:
+        for size in (1 << 56, MiB):
+            r = subprocess.run(["truncate", "-s", str(size), str(mp)], capture_output=True,
+                               text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            assert mp.stat().st_size == size
+    finally:
+        unexport(qmp, "e")
+    qmp.cmd("blockdev-del", **{"node-name": "q"})
+    check_clean(img)
