@@ -150,6 +150,7 @@ int qcow2_l2_ensure(struct qcow2 *s, uint64_t l1_index)
 	if (ret < 0)
 		return ret;	/* the cluster leaks: never a dangling pointer */
 	s->l1[l1_index] = off | QCOW2_OFLAG_COPIED;
+	qcow2_meta_mark(s, off, s->cluster_size, true);
 	table = qcow2_cache_insert(&s->l2_cache, off);
 	memset(table, 0, s->cluster_size);
 	return 0;
@@ -175,6 +176,8 @@ int qcow2_l1_grow(struct qcow2 *s, uint64_t min_entries)
 	ret = qcow2_alloc_contiguous(s, nclusters, &off);
 	if (ret < 0)
 		return ret;
+	/* Metadata from now on: leaked rather than reused if the switch fails. */
+	qcow2_meta_mark(s, off, nclusters << s->cluster_bits, true);
 	buf = xcalloc(nclusters, s->cluster_size);
 	for (uint64_t i = 0; i < s->l1_size; i++)
 		qcow2_put_be64(buf + i * 8, s->l1[i]);
@@ -198,8 +201,10 @@ int qcow2_l1_grow(struct qcow2 *s, uint64_t min_entries)
 	s->l1 = l1;
 	s->l1_offset = off;
 	s->l1_size = (uint32_t)new_size;
-	if (old_off && old_bytes)
+	if (old_off && old_bytes) {
+		qcow2_meta_mark(s, old_off, old_bytes, false);
 		return qcow2_free_range(s, old_off, old_bytes, false);
+	}
 	return 0;
 }
 

@@ -124,7 +124,15 @@ static int qcow2_parse_extensions(const uint8_t *buf, size_t end, struct qcow2_h
 			h->has_data_file_ext = true;
 			break;
 		case QCOW2_EXT_BITMAPS:
+			if (len < 24) {
+				error_setg(errp, "Image '%s' is corrupt: the bitmaps extension is "
+					   "%u bytes long (at least 24)", name, len);
+				return -1;
+			}
 			h->has_bitmaps_ext = true;
+			h->nb_bitmaps = qcow2_be32(buf + off);
+			h->bitmap_dir_size = qcow2_be64(buf + off + 8);
+			h->bitmap_dir_offset = qcow2_be64(buf + off + 16);
 			break;
 		default:
 			/* Unknown extensions can be safely ignored (spec). */
@@ -351,6 +359,25 @@ int qcow2_header_check_layout(const struct qcow2_header *h, uint64_t file_len,
 		error_setg(errp, "Image '%s' is corrupt: the L1 table and the refcount table "
 			   "overlap", name);
 		return -1;
+	}
+	/* As QEMU, the extension only counts while its autoclear bit is set. */
+	if (h->has_bitmaps_ext && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+		if (h->nb_bitmaps == 0 || h->nb_bitmaps > QCOW2_MAX_BITMAPS ||
+		    h->bitmap_dir_size == 0 || h->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR) {
+			error_setg(errp, "Image '%s' is corrupt: bitmaps extension with %u "
+				   "bitmaps and a directory of %" PRIu64 " bytes (1 to %d bitmaps, "
+				   "at most %u bytes)", name, h->nb_bitmaps, h->bitmap_dir_size,
+				   QCOW2_MAX_BITMAPS, QCOW2_MAX_BITMAP_DIR);
+			return -1;
+		}
+		if (h->bitmap_dir_offset % cluster_size || h->bitmap_dir_offset == 0 ||
+		    h->bitmap_dir_offset > file_len ||
+		    h->bitmap_dir_size > file_len - h->bitmap_dir_offset) {
+			error_setg(errp, "Image '%s' is corrupt: bitmap directory at offset %"
+				   PRIu64 " is unaligned or not inside the file", name,
+				   h->bitmap_dir_offset);
+			return -1;
+		}
 	}
 	if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
 		error_setg(errp, "Image '%s' is corrupt: %u snapshots (at most %d)", name,

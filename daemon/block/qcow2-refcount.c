@@ -156,6 +156,7 @@ static int qcow2_refblock_create(struct qcow2 *s, uint64_t i, uint64_t at)
 		return ret;
 	}
 	s->rt[i] = off;
+	qcow2_meta_mark(s, off, s->cluster_size, true);
 	s->host_end = MAX(s->host_end, off + s->cluster_size);
 	return 0;
 }
@@ -169,6 +170,22 @@ static uint64_t qcow2_missing_blocks(struct qcow2 *s, uint64_t first, uint64_t e
 		if (b >= s->rt_entries || !s->rt[b])
 			n++;
 	return n;
+}
+
+/*
+ * Write a new refcount block for table index b at host offset `at`,
+ * counting once every cluster of [start, end) in the range b covers (the
+ * clusters of a new area, which include the new blocks themselves).
+ */
+static int qcow2_area_block_write(struct qcow2 *s, uint8_t *buf, uint64_t b, uint64_t start,
+				  uint64_t end, uint64_t at)
+{
+	uint64_t lo = MAX(start, b << s->rb_bits), hi = MIN(end, (b + 1) << s->rb_bits);
+
+	memset(buf, 0, s->cluster_size);
+	for (uint64_t c = lo; c < hi; c++)
+		qcow2_refblock_set(buf, s->refcount_order, c & ((1ULL << s->rb_bits) - 1), 1);
+	return block_node_pwrite(s->bs->file, buf, s->cluster_size, at);
 }
 
 /*
@@ -206,6 +223,10 @@ static int qcow2_rt_grow(struct qcow2 *s, uint64_t need)
 	}
 	nentries = tclusters * per_cluster;
 
+	ret = qcow2_check_write(s, start << s->cluster_bits, (end - start) << s->cluster_bits,
+				"allocation of a refcount table");
+	if (ret < 0)
+		return ret;
 	ret = qcow2_file_ensure_len(s, end << s->cluster_bits);
 	if (ret < 0)
 		return ret;
@@ -226,16 +247,9 @@ static int qcow2_rt_grow(struct qcow2 *s, uint64_t need)
 	/* Write the new blocks, each counting the clusters of [start, end) it covers. */
 	buf = xmalloc(MAX(s->cluster_size, tclusters * s->cluster_size));
 	for (uint64_t b = start >> s->rb_bits; b <= (end - 1) >> s->rb_bits; b++) {
-		uint64_t lo, hi;
-
 		if (b < s->rt_entries && s->rt[b])
 			continue;
-		memset(buf, 0, s->cluster_size);
-		lo = MAX(start, b << s->rb_bits);
-		hi = MIN(end, (b + 1) << s->rb_bits);
-		for (uint64_t c = lo; c < hi; c++)
-			qcow2_refblock_set(buf, s->refcount_order, c & ((1ULL << s->rb_bits) - 1), 1);
-		ret = block_node_pwrite(s->bs->file, buf, s->cluster_size, new_rt[b]);
+		ret = qcow2_area_block_write(s, buf, b, start, end, new_rt[b]);
 		if (ret < 0)
 			goto out;
 	}
@@ -266,6 +280,11 @@ static int qcow2_rt_grow(struct qcow2 *s, uint64_t need)
 	if (ret < 0)
 		goto out;
 
+	qcow2_meta_mark(s, start << s->cluster_bits, tclusters << s->cluster_bits, true);
+	for (uint64_t b = start >> s->rb_bits; b <= (end - 1) >> s->rb_bits; b++)
+		if (!(b < s->rt_entries && s->rt[b]))
+			qcow2_meta_mark(s, new_rt[b], s->cluster_size, true);
+	qcow2_meta_mark(s, old_off, old_clusters << s->cluster_bits, false);
 	free(s->rt);
 	s->rt = new_rt;
 	new_rt = NULL;
@@ -300,6 +319,11 @@ static int qcow2_refblock_ensure(struct qcow2 *s, uint64_t c)
 	}
 	if (s->rt[i])
 		return 0;
+	/* Uncounted, so free, yet holding metadata: the image is corrupt. */
+	ret = qcow2_check_write(s, c << s->cluster_bits, s->cluster_size,
+				"allocation of a refcount block");
+	if (ret < 0)
+		return ret;
 	ret = qcow2_refblock_create(s, i, c);
 	return ret < 0 ? ret : 1;
 }
@@ -333,10 +357,6 @@ int qcow2_alloc_cluster(struct qcow2 *s, uint64_t *offset)
 		ret = qcow2_check_scan(s, c);
 		if (ret < 0)
 			return ret;
-		if (qcow2_overlaps_metadata(s, c << s->cluster_bits, s->cluster_size)) {
-			c++;
-			continue;
-		}
 		ret = qcow2_refblock_ensure(s, c);
 		if (ret < 0)
 			return ret;
@@ -349,6 +369,11 @@ int qcow2_alloc_cluster(struct qcow2 *s, uint64_t *offset)
 			c++;
 			continue;
 		}
+		/* Free by its refcount but holding metadata: the image is corrupt. */
+		ret = qcow2_check_write(s, c << s->cluster_bits, s->cluster_size,
+					"allocation of a cluster");
+		if (ret < 0)
+			return ret;
 		ret = qcow2_file_ensure_len(s, (c + 1) << s->cluster_bits);
 		if (ret < 0)
 			return ret;
@@ -362,44 +387,111 @@ int qcow2_alloc_cluster(struct qcow2 *s, uint64_t *offset)
 	}
 }
 
+/*
+ * Allocate n contiguous clusters past every used one (tables).  The
+ * refcount blocks that the run lacks go right after it, never inside it:
+ * a block planted inside the run breaks it, and a run longer than one
+ * block covers then needs a new block at every try (issue 12: the file
+ * grew without end).  Each new block counts itself and the part of the
+ * run it covers; it is complete on disk before the table points at it.
+ * Every retry moves the start forward, and the scan is bounded by
+ * qcow2_check_scan and the refcount table's size limit.
+ */
 int qcow2_alloc_contiguous(struct qcow2 *s, uint64_t n, uint64_t *offset)
 {
-	uint64_t start = DIV_ROUND_UP(s->host_end, s->cluster_size), val;
+	uint64_t start = DIV_ROUND_UP(s->host_end, s->cluster_size), nblocks, end, val;
+	uint64_t first_b, last_b, at, *newb;
+	size_t k = 0;
+	uint8_t *buf;
 	int ret;
 
-restart:
-	for (uint64_t c = start; c < start + n; c++) {
-		ret = qcow2_check_scan(s, c);
+	if (!n)
+		return -EINVAL;
+retry:
+	ret = qcow2_check_scan(s, start);
+	if (ret < 0)
+		return ret;
+	/* Blocks for [start, end), where end includes the blocks: a fixed point. */
+	nblocks = 0;
+	for (;;) {
+		uint64_t missing;
+
+		end = start + n + nblocks;
+		if (end < start || (end << s->cluster_bits) >> s->cluster_bits != end ||
+		    (end << s->cluster_bits) > QCOW2_MAX_VIRTUAL_SIZE)
+			return -ENOSPC;
+		missing = qcow2_missing_blocks(s, start, end);
+		if (missing == nblocks)
+			break;
+		nblocks = missing;
+	}
+	first_b = start >> s->rb_bits;
+	last_b = (end - 1) >> s->rb_bits;
+	if (last_b >= s->rt_entries) {
+		/* The table goes past host_end too: everything moves, look again. */
+		ret = qcow2_rt_grow(s, last_b + 1);
 		if (ret < 0)
 			return ret;
-		if (qcow2_overlaps_metadata(s, c << s->cluster_bits, s->cluster_size)) {
-			start = c + 1;
-			goto restart;
-		}
-		ret = qcow2_refblock_ensure(s, c);
-		if (ret < 0)
-			return ret;
-		if (ret > 0) {
-			start = MAX(c + 1, DIV_ROUND_UP(s->host_end, s->cluster_size));
-			goto restart;
-		}
+		start = MAX(start, DIV_ROUND_UP(s->host_end, s->cluster_size));
+		goto retry;
+	}
+	/* Clusters counted by existing blocks must be free (leaks past the end). */
+	for (uint64_t c = start; c < end; c++) {
+		if (!s->rt[c >> s->rb_bits])
+			continue;
 		ret = qcow2_refcount_get(s, c, &val);
 		if (ret < 0)
 			return ret;
 		if (val) {
 			start = c + 1;
-			goto restart;
+			goto retry;
 		}
 	}
-	ret = qcow2_file_ensure_len(s, (start + n) << s->cluster_bits);
+	ret = qcow2_check_write(s, start << s->cluster_bits, (end - start) << s->cluster_bits,
+				"allocation of a table");
 	if (ret < 0)
 		return ret;
-	for (uint64_t c = start; c < start + n; c++) {
-		ret = qcow2_refcount_update(s, c, 1);
-		if (ret < 0)
-			return ret;	/* leaks what was counted: never corrupts */
+
+	ret = qcow2_file_ensure_len(s, end << s->cluster_bits);
+	if (ret < 0)
+		return ret;
+	/* The new blocks, then (after a barrier) the table entries to them. */
+	buf = xmalloc(s->cluster_size);
+	newb = xcalloc(nblocks + 1, sizeof(*newb));
+	at = start + n;
+	for (uint64_t b = first_b; b <= last_b && ret == 0; b++) {
+		if (s->rt[b])
+			continue;
+		newb[k++] = b;
+		ret = qcow2_area_block_write(s, buf, b, start, end, at++ << s->cluster_bits);
 	}
-	s->host_end = MAX(s->host_end, (start + n) << s->cluster_bits);
+	free(buf);
+	if (ret == 0)
+		ret = qcow2_flush_barrier(s);
+	for (size_t i = 0; i < k && ret == 0; i++) {
+		uint64_t off = (start + n + i) << s->cluster_bits;
+		uint8_t be[8];
+
+		qcow2_put_be64(be, off);
+		ret = block_node_pwrite(s->bs->file, be, 8, s->rt_offset + newb[i] * 8);
+		if (ret == 0) {
+			s->rt[newb[i]] = off;
+			qcow2_meta_mark(s, off, s->cluster_size, true);
+		}
+	}
+	/* The clusters of the area that blocks from before count. */
+	for (uint64_t c = start, j = 0; c < end && ret == 0; c++) {
+		uint64_t b = c >> s->rb_bits;
+
+		while (j < k && newb[j] < b)
+			j++;
+		if (j == k || newb[j] != b)
+			ret = qcow2_refcount_update(s, c, 1);
+	}
+	free(newb);
+	if (ret < 0)
+		return ret;	/* leaks what was counted: never corrupts */
+	s->host_end = MAX(s->host_end, end << s->cluster_bits);
 	*offset = start << s->cluster_bits;
 	return 0;
 }

@@ -3,7 +3,7 @@
  * maps guest offsets through L1/L2 tables to host clusters, with an
  * optional read-only backing chain.  This file holds the driver table:
  * open (header, tables, caches, backing chain), query, and the I/O
- * callbacks; the format's pieces live in block-qcow2-*.c (see
+ * callbacks; the format's pieces live in block/qcow2-*.c (see
  * block/qcow2.h, which also states the consistency model: refcounts are
  * always consistent, the dirty bit is never used).
  *
@@ -277,6 +277,9 @@ static int qcow2_before_modify(struct qcow2 *s)
 
 	if (!s->writable)
 		return -EROFS;
+	/* As QEMU: an image marked corrupt is not written any more. */
+	if (__atomic_load_n(&s->corrupt, __ATOMIC_ACQUIRE))
+		return -EIO;
 	if (!__atomic_load_n(&s->autoclear_pending, __ATOMIC_ACQUIRE))
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -355,7 +358,13 @@ static int qcow2_free_entries(struct qcow2 *s, const uint64_t *entries, size_t n
 		qcow2_entry_extent(s, entries[i], &off, &len);
 		if (!len)
 			continue;
-		r = qcow2_free_range(s, off, len, punch);
+		/*
+		 * A data entry that points into metadata: dropping its reference
+		 * would leave the table with a refcount of 0, free for reuse.
+		 */
+		r = qcow2_check_write(s, off, len, "free of a data cluster");
+		if (r == 0)
+			r = qcow2_free_range(s, off, len, punch);
 		if (r < 0)
 			ret = r;
 	}
@@ -406,9 +415,9 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 	}
 	if (type == QCOW2_ZERO && host && (l2e & QCOW2_OFLAG_COPIED)) {
 		/* A preallocated zero cluster: write it in place. */
-		if (qcow2_overlaps_metadata(s, host, s->cluster_size))
-			return qcow2_corrupt(s, "zero cluster at 0x%" PRIx64 " overlaps "
-					     "metadata", host);
+		ret = qcow2_check_write(s, host, s->cluster_size, "write of guest data");
+		if (ret < 0)
+			return ret;
 		target = host;
 		reuse = true;
 	} else {
@@ -484,11 +493,9 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 		if (ret < 0)
 			break;
 		if (r.type == QCOW2_NORMAL && (r.l2e & QCOW2_OFLAG_COPIED)) {
-			if (qcow2_overlaps_metadata(s, r.host, r.len)) {
-				ret = qcow2_corrupt(s, "data cluster at 0x%" PRIx64 " overlaps "
-						    "metadata", r.host);
+			ret = qcow2_check_write(s, r.host, r.len, "write of guest data");
+			if (ret < 0)
 				break;
-			}
 			pthread_mutex_unlock(&s->lock);
 			ret = block_node_pwrite(s->bs->file, buf, r.len, r.host);
 			pthread_mutex_lock(&s->lock);
@@ -644,6 +651,17 @@ static int qcow2_zero_clusters(struct qcow2 *s, uint64_t cl, uint64_t n,
 		if (err) {
 			ret = err;
 			break;
+		}
+		/*
+		 * No L2 table: every entry is unallocated already, and only zeroes
+		 * over a backing file need one.  Skipping it whole keeps a shrink
+		 * or discard of a huge sparse range from walking every cluster.
+		 */
+		if (!table && !((mode == QCOW2_MODE_ZERO || mode == QCOW2_MODE_ZERO_UNMAP) &&
+				 s->hdr.version >= 3 && s->has_backing)) {
+			cl += cnt;
+			n -= cnt;
+			continue;
 		}
 		for (uint64_t k = 0; k < cnt && ret == 0; k++) {
 			uint64_t e = table ? table[l2i + k] : 0, host, ne;
@@ -816,8 +834,12 @@ static int qcow2_truncate(struct block_node *bs, uint64_t length)
 	/* Read-only is the first answer, before the size is looked at. */
 	if (!s->writable)
 		return -EROFS;
-	/* QEMU sees qcow2 sizes in whole sectors: keep the size a multiple of 512. */
-	length = ROUND_UP(length, 512);
+	/* qcow2 sizes are whole sectors; QEMU refuses any other size (EINVAL). */
+	if (length % 512) {
+		log_warnx("qcow2 '%s': cannot resize to %" PRIu64 " bytes: the new size must "
+			  "be a multiple of 512", s->name, length);
+		return -EINVAL;
+	}
 	if (length > QCOW2_MAX_VIRTUAL_SIZE)
 		return -EFBIG;
 	ret = qcow2_before_modify(s);
@@ -1272,9 +1294,10 @@ static int qcow2_load(struct qcow2 *s, struct error **errp)
 		}
 	}
 	if (qcow2_read_table(s, s->l1_offset, s->l1_size, &s->l1, errp) < 0 ||
-	    qcow2_read_table(s, s->rt_offset, s->rt_entries, &s->rt, errp) < 0)
+	    qcow2_read_table(s, s->rt_offset, s->rt_entries, &s->rt, errp) < 0 ||
+	    qcow2_check_tables(s, errp) < 0 || qcow2_snapshots_load(s, errp) < 0)
 		return -1;
-	return qcow2_check_tables(s, errp);
+	return qcow2_meta_build(s);
 }
 
 static void qcow2_free_state(struct qcow2 *s)
@@ -1282,6 +1305,7 @@ static void qcow2_free_state(struct qcow2 *s)
 	qcow2_cache_destroy(&s->l2_cache);
 	qcow2_cache_destroy(&s->rb_cache);
 	qcow2_header_clear(&s->hdr);
+	qcow2_meta_free(s);
 	free(s->l1);
 	free(s->rt);
 	free(s->name);

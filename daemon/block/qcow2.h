@@ -5,7 +5,10 @@
  * block caches), block/qcow2-refcount.c (refcounts, cluster allocation and
  * freeing, refcount table growth), block/qcow2-cluster.c (L1/L2 mapping,
  * L2 table allocation, L1 growth), block/qcow2-compress.c (inflating
- * compressed clusters) and block/qcow2.c (the driver table and I/O).
+ * compressed clusters), block/qcow2-overlap.c (the set of metadata
+ * clusters, overlap checks, the corrupt bit), block/qcow2-snapshot.c (the
+ * snapshot table, read and checked at open) and block/qcow2.c (the driver
+ * table and I/O).
  *
  * The on-disk format is QEMU's docs/interop/qcow2.txt; every number on
  * disk is big-endian, every number in these structs is host-endian.
@@ -40,6 +43,9 @@
 #define QCOW2_MAX_SNAPSHOTS	65536
 #define QCOW2_MAX_BACKING_NAME	1023
 #define QCOW2_MAX_VIRTUAL_SIZE	(1ULL << 56)
+#define QCOW2_MAX_BITMAPS	65535
+#define QCOW2_MAX_BITMAP_DIR	(1024u * QCOW2_MAX_BITMAPS)
+#define QCOW2_AUTOCLEAR_BITMAPS	(1ULL << 0)
 
 /* incompatible_features bits */
 #define QCOW2_INCOMPAT_DIRTY		(1ULL << 0)
@@ -105,6 +111,9 @@ struct qcow2_header {
 	bool has_crypto_ext;
 	bool has_data_file_ext;
 	bool has_bitmaps_ext;
+	uint32_t nb_bitmaps;		/* bitmaps extension, when present */
+	uint64_t bitmap_dir_size;
+	uint64_t bitmap_dir_offset;
 	struct qcow2_feature_name *features;
 	size_t nb_features;
 };
@@ -189,6 +198,11 @@ void *qcow2_cache_lookup(struct qcow2_cache *c, uint64_t offset);
 void *qcow2_cache_insert(struct qcow2_cache *c, uint64_t offset);
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);
 
+/* A host byte range (snapshot table, a snapshot's L1 table). */
+struct qcow2_extent {
+	uint64_t off, len;
+};
+
 /* A guest cluster range being allocated by one writer. */
 struct qcow2_alloc_range {
 	uint64_t first, last;	/* guest cluster indices, inclusive */
@@ -215,6 +229,13 @@ struct qcow2 {
 	bool has_backing;
 	bool pass_discard;		/* discards punch holes in the file */
 	bool autoclear_pending;		/* clear autoclear bits before writing */
+	bool corrupt;			/* an overlap was caught: no more writes */
+
+	/* The snapshot table, then each snapshot's L1 table (read-only). */
+	struct qcow2_extent *snap_extents;
+	size_t nb_snap_extents;
+	/* The bitmap directory (kept after the autoclear bit is cleared). */
+	uint64_t bitmap_dir_offset, bitmap_dir_size;
 
 	/* Everything below is protected by lock. */
 	pthread_mutex_t lock;
@@ -231,6 +252,8 @@ struct qcow2 {
 	uint64_t host_end;		/* bytes: end of the highest used cluster */
 	uint64_t file_len;		/* length of the file child */
 	uint64_t size;			/* virtual size; read atomically */
+	uint64_t *meta_map;		/* bit per host cluster holding metadata */
+	uint64_t meta_clusters;		/* clusters meta_map covers */
 	TAILQ_HEAD(, qcow2_alloc_range) allocs;
 	pthread_cond_t alloc_cond;
 
@@ -278,6 +301,26 @@ int qcow2_flush_barrier(struct qcow2 *s);
 int qcow2_file_ensure_len(struct qcow2 *s, uint64_t end);
 /* Log and refuse a corrupt structure; returns -EIO. */
 int qcow2_corrupt(struct qcow2 *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Overlap checks (block/qcow2-overlap.c); lock held. */
+/* Add or remove [off, off+len) (whole clusters) to the set of metadata clusters. */
+void qcow2_meta_mark(struct qcow2 *s, uint64_t off, uint64_t len, bool on);
+/* Whether [off, off+len) touches a metadata cluster (the fast check). */
+bool qcow2_meta_hit(const struct qcow2 *s, uint64_t off, uint64_t len);
+/*
+ * Before `what` ("write of guest data", "allocation of a cluster", "free
+ * of a data cluster") over [off, off+len): 0, or -EIO after marking the
+ * image corrupt when the range holds metadata.
+ */
+int qcow2_check_write(struct qcow2 *s, uint64_t off, uint64_t len, const char *what);
+/* Set the corrupt bit (once); writes are refused from then on. */
+int qcow2_mark_corrupt(struct qcow2 *s);
+/* Fill the set from the tables loaded at open. */
+int qcow2_meta_build(struct qcow2 *s);
+void qcow2_meta_free(struct qcow2 *s);
+
+/* Snapshots (block/qcow2-snapshot.c): read and check the table at open. */
+int qcow2_snapshots_load(struct qcow2 *s, struct error **errp);
 
 /* Compressed clusters (block/qcow2-compress.c). */
 int qcow2_decompress(int type, const void *src, size_t src_len, void *dst, size_t dst_len);

@@ -95,8 +95,16 @@ static int fuse_export_resize(struct fuse_export *fe, uint64_t size, bool grow_o
 	len = block_node_length(bs);
 	if (len < 0)
 		ret = (int)len;
-	else if ((uint64_t)len != size && (!grow_only || (uint64_t)len < size))
+	else if ((uint64_t)len != size && (!grow_only || (uint64_t)len < size)) {
 		ret = block_node_truncate(bs, size);
+		/*
+		 * A format that keeps its size in whole sectors (qcow2) refuses
+		 * an unaligned size, as QEMU's does; a write past the end only
+		 * needs the size to cover it.
+		 */
+		if (ret == -EINVAL && grow_only && size % 512)
+			ret = block_node_truncate(bs, ROUND_UP(size, 512));
+	}
 	pthread_mutex_unlock(&fe->resize_lock);
 	return ret;
 }

@@ -2,7 +2,7 @@
  * monitor/cmd-stats.c: the QMP commands that report I/O statistics: query-blockstats
  * in QEMU's shape (per export, or per named node with query-nodes), and
  * exportd's x-query-export-stats with histograms and percentiles.  The
- * numbers come from each export's per-thread slots (daemon/export-stats.h),
+ * numbers come from each export's per-thread slots (daemon/export/stats.h),
  * summed here on the main thread.
  */
 #include "config.h"

@@ -1,5 +1,5 @@
 /*
- * test-export-stats.c: the statistics of daemon/export-stats.c: which
+ * test-export-stats.c: the statistics of daemon/export/stats.c: which
  * bucket a latency falls in, summing per-thread slots (also while threads
  * record), percentiles estimated from the histogram, and the JSON shapes
  * (exportd's and QEMU's BlockDeviceStats).

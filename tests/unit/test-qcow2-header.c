@@ -244,6 +244,50 @@ static void test_extensions(void)
 	CHECK(try_open(sizeof(img), FILE_LEN) == NULL);
 }
 
+/* Put a bitmaps extension at 112 and set (or not) its autoclear bit. */
+static void put_bitmaps(uint32_t nb, uint64_t dir_size, uint64_t dir_off, bool autoclear)
+{
+	uint8_t e[24] = { 0 };
+	size_t off = 112;
+
+	build();
+	qcow2_put_be32(e, nb);
+	qcow2_put_be64(e + 8, dir_size);
+	qcow2_put_be64(e + 16, dir_off);
+	put_ext(&off, QCOW2_EXT_BITMAPS, e, sizeof(e));
+	if (autoclear)
+		qcow2_put_be64(img + 88, 1);	/* autoclear bit 0: bitmaps */
+}
+
+static void test_bitmaps_extension(void)
+{
+	put_bitmaps(1, 64, 2 * CS, true);
+	CHECK(try_open(sizeof(img), FILE_LEN) == NULL);
+	put_bitmaps(0, 64, 2 * CS, true);
+	CHECK(refused_with("bitmaps extension"));
+	put_bitmaps(70000, 64, 2 * CS, true);
+	CHECK(refused_with("bitmaps extension"));
+	put_bitmaps(1, 1ULL << 40, 2 * CS, true);
+	CHECK(refused_with("bitmaps extension"));
+	put_bitmaps(1, 64, 2 * CS + 8, true);
+	CHECK(refused_with("bitmap directory at offset"));
+	put_bitmaps(1, 2 * CS, 3 * CS, true);
+	CHECK(refused_with("bitmap directory at offset"));
+	put_bitmaps(1, 64, 1ULL << 62, true);
+	CHECK(refused_with("bitmap directory at offset"));
+	/* Without its autoclear bit the extension is stale: ignored, as by QEMU. */
+	put_bitmaps(0, 1ULL << 40, 1ULL << 62, false);
+	CHECK(try_open(sizeof(img), FILE_LEN) == NULL);
+	/* Too short to hold the fields. */
+	{
+		size_t off = 112;
+
+		build();
+		put_ext(&off, QCOW2_EXT_BITMAPS, "abcdefgh", 8);
+		CHECK(refused_with("bitmaps extension"));
+	}
+}
+
 static void test_backing_name(void)
 {
 	build();
@@ -418,6 +462,7 @@ static const struct unit_test tests[] = {
 	{ "encryption, unknown and unsupported features", test_features },
 	{ "header extensions past the area", test_extensions },
 	{ "backing file name bounds", test_backing_name },
+	{ "bitmaps extension bounds", test_bitmaps_extension },
 	{ "table layout: sizes, bounds, overlaps", test_layout },
 	{ "L1 entries for a size", test_l1_entries_for },
 	{ "refcount entries of every width", test_refblock_entries },

@@ -865,6 +865,8 @@ static void test_corrupt_tables(void)
 
 		CHECK((be64_at(fd, l1) & 0x00fffffffffffe00ULL) == l2);
 		CHECK(pread(fd, now, sizeof(now), 0) == (ssize_t)sizeof(now));
+		/* Untouched but for the corrupt bit, which the overlap set (as QEMU). */
+		hdr[79] |= 2;
 		CHECK(!memcmp(now, hdr, sizeof(hdr)));
 	}
 	/* Top-level tables pointing at metadata or shared twice: refused at open. */
@@ -895,6 +897,65 @@ static void test_corrupt_tables(void)
 	free(img);
 }
 
+
+/*
+ * The snapshot table's counts and sizes come from the file: each one out
+ * of bounds makes the open fail with a message naming it, never a huge
+ * allocation or a read far past the end.
+ */
+static void test_snapshot_table_bounds(void)
+{
+	static const struct {
+		uint64_t field;		/* offset in the first entry */
+		unsigned width;
+		uint64_t value;
+		const char *msg;
+	} cases[] = {
+		{ 36, 4, 0x10000, "extra metadata" },
+		{ 8, 4, 0x1000000, "too large" },
+		{ 0, 8, 0x12345, "unaligned or not inside" },
+		{ 0, 8, 1ULL << 50, "unaligned or not inside" },
+		{ 36, 4, 1000, "past the end" },
+	};
+	char *img = tpath("s.qcow2");
+	json_t *o = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "driver", "qcow2", "node-name",
+			      "s", "read-only", 1, "file", "driver", "file", "filename", img);
+	struct error *err = NULL;
+	uint8_t entry[40];
+	uint64_t snap;
+	int fd;
+
+	CHECK(sh("qemu-img create -q -f qcow2 -o cluster_size=4k %s 1M && qemu-img snapshot "
+		 "-c one %s", img, img) == 0);
+	fd = open(img, O_RDWR);
+	snap = be64_at(fd, 64);
+	CHECK(snap != 0 && pread(fd, entry, sizeof(entry), snap) == (ssize_t)sizeof(entry));
+	CHECK(blockdev_add(o, &err) == 0);
+	close_node("s");
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		uint8_t b[8];
+		uint64_t v = cases[i].value;
+
+		for (int k = (int)cases[i].width - 1; k >= 0; k--) {
+			b[k] = (uint8_t)v;
+			v >>= 8;
+		}
+		CHECK(pwrite(fd, b, cases[i].width, snap + cases[i].field) ==
+		      (ssize_t)cases[i].width);
+		if (!strcmp(cases[i].msg, "past the end"))
+			CHECK(ftruncate(fd, (off_t)snap + 512) == 0);
+		CHECK(blockdev_add(o, &err) < 0);
+		CHECK(err && strstr(err->msg, "snapshot") && strstr(err->msg, cases[i].msg));
+		if (err && !strstr(err->msg, cases[i].msg))
+			fprintf(stderr, "    case %zu: %s\n", i, err->msg);
+		error_free(err);
+		err = NULL;
+		CHECK(pwrite(fd, entry, sizeof(entry), snap) == (ssize_t)sizeof(entry));
+	}
+	close(fd);
+	json_decref(o);
+	free(img);
+}
 
 /* Bitmaps: untouched by a writable open, declared inconsistent by the first write. */
 static void test_autoclear_bitmaps(void)
@@ -1078,6 +1139,7 @@ static const struct unit_test tests[] = {
 	{ "dirty, corrupt and snapshotted images: read-only only", test_dirty_corrupt_snapshots },
 	{ "block status: data, zero clusters, backing, holes", test_block_status },
 	{ "tables pointing at metadata or shared: errors, no damage", test_corrupt_tables },
+	{ "snapshot table: counts and sizes bounded at open", test_snapshot_table_bounds },
 	{ "autoclear bitmaps bit cleared at the first write only", test_autoclear_bitmaps },
 	{ NULL, NULL },
 };
