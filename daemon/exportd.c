@@ -438,6 +438,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		log_reopen();
 		return;
 	}
+	/* As QEMU on a signal; a second signal while exiting says nothing. */
+	if (!daemon_shutdown_requested())
+		qmp_send_event("SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0,
+						     "reason", "host-signal"));
 	daemon_request_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 

@@ -39,3 +39,8 @@ void daemon_request_shutdown(const char *reason)
 	monitor_refuse_changes();
 	export_shutdown_all(daemon_exports_gone, NULL);
 }
+
+bool daemon_shutdown_requested(void)
+{
+	return shutting_down;
+}

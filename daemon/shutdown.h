@@ -9,5 +9,7 @@
 
 /* Start a graceful shutdown (idempotent).  Main thread. */
 void daemon_request_shutdown(const char *reason);
+/* Whether a shutdown has been requested already. */
+bool daemon_shutdown_requested(void);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * monitor/cmd-block.c: the node registry (blockdev-add, blockdev-del,
+ * block/block.c: the node registry (blockdev-add, blockdev-del,
  * query-named-block-nodes) and the bounds-checked I/O wrappers that every
  * user of a node goes through.
  *

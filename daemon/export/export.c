@@ -1,5 +1,5 @@
 /*
- * monitor/cmd-export.c: the export registry (see export/export.h): block-export-add/-del,
+ * export/export.c: the export registry (see export/export.h): block-export-add/-del,
  * query-block-exports, refcounts and the two-phase teardown.
  *
  * Everything here runs on the main thread except export_ref/export_unref,
@@ -12,12 +12,13 @@
  * and frees the export.
  *
  * The order of BLOCK_EXPORT_DELETED and the reply of the command that
- * caused it is qemu-storage-daemon's: when block-export-del (or quit) can
- * delete an export at once, qsd sends the event first, and tools wait
- * for it after the reply.  So these commands wait, briefly and bounded,
- * for the request threads to leave and finish the export themselves
- * before they return; an export that cannot go at once (a request still
- * running past the bound) is finished later, its event after the reply.
+ * caused it is QEMU's (10 and later; iotests 308, file-io-error): block-
+ * export-del replies first and the event follows once the export is gone;
+ * quit sends the events of the exports it ends before its reply.  So quit
+ * waits, briefly and bounded, for the request threads to leave and
+ * finishes the exports itself before it returns; an export that cannot go
+ * at once (a request still running past the bound) is finished later, its
+ * event after the reply.
  */
 #include "config.h"
 
@@ -35,7 +36,7 @@ static TAILQ_HEAD(, export) exports = TAILQ_HEAD_INITIALIZER(exports);
 static int export_live;
 
 /*
- * How long block-export-del and quit wait for an export's last reference:
+ * How long quit waits for the exports' last references:
  * idle request threads leave within microseconds of being woken, so this
  * only bounds how long a slow in-flight request can hold the main loop.
  */
@@ -53,7 +54,6 @@ static const struct export_driver *const export_drivers[] = {
 static void (*shutdown_done)(void *opaque);
 static void *shutdown_opaque;
 
-static void export_shutdown_and_finish(struct export *exp);
 
 static const struct export_driver *export_driver_find(const char *type)
 {
@@ -170,7 +170,8 @@ int export_del(const char *id, bool hard, struct error **errp)
 			   "use mode=hard to force client disconnect)", id);
 		return -1;
 	}
-	export_shutdown_and_finish(exp);
+	/* The reply goes out first, BLOCK_EXPORT_DELETED once it is gone (QEMU 10+). */
+	export_request_shutdown(exp);
 	return 0;
 }
 
@@ -296,17 +297,6 @@ static void export_shutdown_end(struct export *exp, const struct timespec *deadl
 	else
 		log_debug("export '%s': requests still running; deleted when they end",
 			  exp->id);
-}
-
-static void export_shutdown_and_finish(struct export *exp)
-{
-	struct timespec deadline;
-
-	if (exp->shutting_down)
-		return;
-	export_shutdown_begin(exp);
-	deadline_after_ms(&deadline, EXPORT_FINISH_INLINE_MS);
-	export_shutdown_end(exp, &deadline);
 }
 
 void export_shutdown_all_now(void)

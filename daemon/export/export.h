@@ -54,7 +54,7 @@ struct export {
 	struct export_stats *stats;
 	atomic_int refcnt;
 	/*
-	 * Under monitor/cmd-export.c's lock: the main thread waits for the last
+	 * Under export/export.c's lock: the main thread waits for the last
 	 * reference to finish the export itself (finish_inline), and the
 	 * last unref says so (unreferenced) instead of deferring.
 	 */

@@ -130,13 +130,18 @@ static int fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *re
 		/* Without allow_other, nobody but the owner can get in anyway. */
 		if (!fe->allow_other && (in.mode & (S_IRWXG | S_IRWXO)))
 			return EPERM;
-		/* +w makes no sense on a read-only export. */
-		if (!fe->common.writable && (in.mode & (S_IWUSR | S_IWGRP | S_IWOTH)))
+		/*
+		 * A read-only export may be made readable by others, nothing
+		 * more: +w, and +x as QEMU 10 and later (iotest 308) answer
+		 * too, is EROFS (7.2 allowed +x).
+		 */
+		if (!fe->common.writable && (in.mode & (S_IWUSR | S_IWGRP | S_IWOTH |
+							S_IXUSR | S_IXGRP | S_IXOTH)))
 			return EROFS;
 	}
 	if (to_set & FATTR_SIZE) {
 		if (!fe->common.writable)
-			return EACCES;
+			return EROFS;
 		ret = fuse_export_resize(fe, in.size, false);
 		if (ret < 0)
 			return -ret;
@@ -160,6 +165,14 @@ static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 	memcpy(&in, req->arg, sizeof(in));
 	wants_write = (in.flags & O_ACCMODE) != O_RDONLY;
 	memset(out, 0, sizeof(*out));
+	/*
+	 * Opening a read-only export for writing fails at open, as on any
+	 * read-only file system (QEMU 10 and later; 7.2 let root open it and
+	 * failed each write).  With passthrough it must anyway: a shared
+	 * writable mmap of such a handle would write the image itself.
+	 */
+	if (wants_write && !fe->common.writable)
+		return EROFS;
 
 	pthread_mutex_lock(&fe->lock);
 	if (fe->data_path == FUSE_PATH_PASSTHROUGH && fe->backing_id > 0) {
@@ -177,10 +190,6 @@ static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 		 * (only CAP_DAC_OVERRIDE could ask for one), and a writable
 		 * one does so only with passthrough: on.
 		 */
-		if (wants_write && !fe->common.writable) {
-			pthread_mutex_unlock(&fe->lock);
-			return EACCES;
-		}
 		out->open_flags = FOPEN_PASSTHROUGH;
 		out->backing_id = fe->backing_id;
 		if (wants_write && !fe->pt_writes)
@@ -248,7 +257,7 @@ static int fuse_op_write(struct fuse_export *fe, const struct fuse_request *req,
 
 	memcpy(&in, req->arg, sizeof(in));
 	if (!fe->common.writable)
-		return EACCES;
+		return EROFS;	/* no write handle is ever opened; belt and braces */
 	size = in.size;
 	if (size > FUSE_EXPORT_MAX_IO || in.offset > (uint64_t)INT64_MAX - size)
 		return EINVAL;
@@ -261,8 +270,8 @@ static int fuse_op_write(struct fuse_export *fe, const struct fuse_request *req,
 			if (ret < 0)
 				return -ret;
 		} else if (in.offset >= (uint64_t)len) {
-			/* qsd 7.2 answers a write at or past EOF with EIO. */
-			return EIO;
+			/* No room past the end of a fixed-size export (QEMU 10+; 7.2 said EIO). */
+			return ENOSPC;
 		} else {
 			/* A short write up to EOF. */
 			size = (uint64_t)len - in.offset;
@@ -290,7 +299,7 @@ static int fuse_export_fallocate(struct fuse_export *fe, uint64_t offset, uint64
 	int ret;
 
 	if (!fe->common.writable)
-		return -EACCES;
+		return -EROFS;
 	if (offset > (uint64_t)INT64_MAX || length > (uint64_t)INT64_MAX - offset)
 		return -EFBIG;
 	len = block_node_length(bs);

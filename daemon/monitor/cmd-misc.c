@@ -59,10 +59,12 @@ int qmp_quit(struct qmp_session *s, json_t *args, json_t **ret, struct error **e
 {
 	(void)s, (void)args, (void)ret, (void)errp;
 	/*
-	 * As qsd: exports that can go at once are deleted now, so that their
-	 * BLOCK_EXPORT_DELETED precede the reply.  The rest of the shutdown
-	 * is deferred so that the reply is queued before the monitor goes away.
+	 * As QEMU: SHUTDOWN, then the BLOCK_EXPORT_DELETED of the exports
+	 * that can go at once (deleted now), then the reply.  The rest of the
+	 * shutdown is deferred so that the reply is queued before the monitor
+	 * goes away.
 	 */
+	qmp_send_event("SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0, "reason", "host-qmp-quit"));
 	export_shutdown_all_now();
 	main_loop_defer(quit_deferred, NULL);
 	return 0;
