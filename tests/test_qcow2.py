@@ -44,11 +44,12 @@ def add_qcow2(qmp, name, path, read_only=False, **extra):
     qmp.cmd("blockdev-add", **args)
 
 
-def export(qmp, exp_id, node, mountpoint, writable=False):
+def export(qmp, exp_id, node, mountpoint, writable=False, growable=False):
     mountpoint.touch()
+    extra = {"growable": True} if growable else {}
     try:
         qmp.cmd("block-export-add", type="fuse", id=exp_id, **{"node-name": node},
-                mountpoint=str(mountpoint), writable=writable)
+                mountpoint=str(mountpoint), writable=writable, **extra)
     except QMPError as e:
         if e.cls == "CommandNotFound":
             pytest.skip("block-export-add is not in this build, so FUSE exports cannot "

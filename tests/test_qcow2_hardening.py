@@ -15,42 +15,12 @@ import time
 import pytest
 
 from fusetest import fallocate
-from harness import QSD, QSD_MISSING, QMPClient, QMPError, qsd_monitor
+from harness import QSD, QSD_MISSING, QMPClient, qsd_monitor
+from test_qcow2 import add_qcow2, export, qemu_img, unexport
 
 MiB = 1 << 20
 PUNCH_HOLE = 0x01 | 0x02    # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
 GiB = 1 << 30
-
-
-def qemu_img(*args, check=True):
-    return subprocess.run(["qemu-img"] + [str(a) for a in args], capture_output=True,
-                          text=True, check=check, timeout=120)
-
-
-def add_qcow2(qmp, name, path, read_only=False, **extra):
-    args = {"driver": "qcow2", "node-name": name,
-            "file": {"driver": "file", "filename": str(path)}, **extra}
-    if read_only:
-        args["read-only"] = True
-    qmp.cmd("blockdev-add", **args)
-
-
-def export(qmp, exp_id, node, mountpoint, writable=False, growable=False):
-    mountpoint.touch()
-    extra = {"growable": True} if growable else {}
-    try:
-        qmp.cmd("block-export-add", type="fuse", id=exp_id, **{"node-name": node},
-                mountpoint=str(mountpoint), writable=writable, **extra)
-    except QMPError as e:
-        if e.cls == "CommandNotFound":
-            pytest.skip("block-export-add is not in this build, so FUSE exports cannot "
-                        "be tested")
-        raise
-
-
-def unexport(qmp, exp_id):
-    qmp.cmd("block-export-del", id=exp_id)
-    qmp.wait_event("BLOCK_EXPORT_DELETED", timeout=10)
 
 
 def check_clean(img):
