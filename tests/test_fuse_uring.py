@@ -245,11 +245,10 @@ def test_safe_delete_refused_while_open(qmp, exp, mp):
 
 def test_sigterm_with_a_writer_open(daemon, qmp, uring, img, mp):
     # The kernel tears a ring down in a worker after the daemon has exited:
-    # a request made in that moment is aborted (ECONNABORTED, or ECANCELED
-    # when the ring's cancellation reaches it first) rather than refused.
+    # requests made until it is done are aborted (ECONNABORTED, or ECANCELED
+    # when the ring's cancellation reaches them first) rather than refused.
     sigterm_with_a_writer_open(daemon, qmp, img, mp, io_uring=True,
-                               first_errnos=(errno.ENOTCONN, errno.ECONNABORTED,
-                                             errno.ECANCELED))
+                               errnos=(errno.ENOTCONN, errno.ECONNABORTED, errno.ECANCELED))
 
 
 def test_error_when_kernel_disables_it(qmp, uring_off, img, mp):
