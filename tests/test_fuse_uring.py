@@ -3,9 +3,13 @@ the FUSE export when its requests come over io_uring instead of /dev/fuse
 reads, and the errors when the kernel cannot do it.
 
 The fuse module's enable_uring parameter is off by default; the `uring`
-fixture switches it on for one test and always puts the old value back."""
+fixture switches it on for one test and always puts the old value back.
+The parameter is machine-wide, so the fixture holds a lock on it for the
+whole test: two suites on one host (a second checkout, a helper's run) must
+not switch it under each other's mounts."""
 
 import errno
+import fcntl
 import mmap
 import os
 import subprocess
@@ -19,6 +23,8 @@ from fusetest import (FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, QMPError, add_e
 
 MiB = 1 << 20
 PARAM = "/sys/module/fuse/parameters/enable_uring"
+# Outside every run's TMPDIR on purpose: all suites on the host share it.
+PARAM_LOCK = "/run/lock/exportd-tests-fuse-enable_uring.lock"
 
 
 def _set_param(value):
@@ -30,16 +36,22 @@ def _param_fixture(value):
     if not os.path.exists(PARAM):
         pytest.skip("this kernel has no %s (FUSE over io_uring needs Linux 6.14+ with "
                     "CONFIG_FUSE_IO_URING), so the io_uring path cannot be tested" % PARAM)
-    with open(PARAM) as f:
-        old = f.read().strip()
+    lock = os.open(PARAM_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
-        _set_param(value)
-    except OSError as e:
-        pytest.skip("cannot write %s (%s), so the io_uring path cannot be tested" % (PARAM, e))
-    try:
-        yield
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(PARAM) as f:
+            old = f.read().strip()
+        try:
+            _set_param(value)
+        except OSError as e:
+            pytest.skip("cannot write %s (%s), so the io_uring path cannot be tested"
+                        % (PARAM, e))
+        try:
+            yield
+        finally:
+            _set_param(old)
     finally:
-        _set_param(old)
+        os.close(lock)
 
 
 @pytest.fixture
