@@ -644,14 +644,22 @@ int block_node_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	return bs->drv->discard(bs, offset, len);
 }
 
-/* Without a driver callback: write zeroes through pwrite. */
-static int block_write_zero_buffers(struct block_node *bs, uint64_t offset,
-				    uint64_t len)
+/*
+ * The one emulation of write_zeroes: the driver's own pwrite of a zeroed
+ * buffer, for drivers without the callback and for the cases a driver's
+ * callback cannot do otherwise (no BLKZEROOUT, no fallocate).  Page-aligned
+ * so that an O_DIRECT file takes it without a bounce copy.
+ */
+int block_emulate_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len)
 {
 	size_t piece = (size_t)MIN(len, (uint64_t)(1024 * 1024));
-	void *zero = xcalloc(1, piece);
+	size_t alloc = ROUND_UP(piece, 4096);
+	void *zero = NULL;
 	int ret = 0;
 
+	if (posix_memalign(&zero, 4096, alloc) != 0)
+		return -ENOMEM;
+	memset(zero, 0, alloc);
 	while (len > 0 && ret == 0) {
 		size_t n = (size_t)MIN(len, (uint64_t)piece);
 
@@ -679,7 +687,7 @@ int block_node_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len
 	if (!bs->discard_unmap)
 		flags &= ~BLOCK_ZERO_MAY_UNMAP;
 	if (!bs->drv->write_zeroes)
-		return block_write_zero_buffers(bs, offset, len);
+		return block_emulate_write_zeroes(bs, offset, len);
 	return bs->drv->write_zeroes(bs, offset, len, flags);
 }
 

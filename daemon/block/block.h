@@ -221,6 +221,11 @@ void block_close_all(void);
 struct block_node *block_node_open_child(struct block_node *parent, json_t *ref,
 					 const char *role, bool read_only, unsigned flags,
 					 struct error **errp);
+/*
+ * For drivers: write zeroes with the driver's own pwrite (no bounds check),
+ * the fallback of a write_zeroes callback that cannot do better.
+ */
+int block_emulate_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len);
 /* Drop a reference taken by block_node_open_child or block_node_ref. */
 void block_node_unref(struct block_node *bs);
 void block_node_ref(struct block_node *bs);
