@@ -447,10 +447,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	/* As QEMU on a signal; a second signal while exiting says nothing. */
-	if (!daemon_shutdown_requested())
+	if (!shutdown_requested())
 		qmp_send_event("SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0,
 						     "reason", "host-signal"));
-	daemon_request_shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	shutdown_request(sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /*
@@ -524,7 +524,7 @@ int main(int argc, char **argv)
 		fatalx("internal error: %s", err->msg);
 	/* Upward signals go through hooks: the layers below know nothing above. */
 	export_set_deleted_hook(export_deleted_event);
-	monitor_set_quit_hook(daemon_request_shutdown);
+	monitor_set_quit_hook(shutdown_request);
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(main_loop_base(), signums[i], on_signal, NULL);
 		event_add(sigs[i], NULL);
@@ -534,7 +534,7 @@ int main(int argc, char **argv)
 		error_free(err);
 		exit_status = 1;
 		/* Undo what start-up did (exports mounted so far), then exit 1. */
-		daemon_request_shutdown("start-up failed");
+		shutdown_request("start-up failed");
 	} else {
 		log_info("exportd %s ready", EXPORTD_VERSION);
 		if (o.daemonize)

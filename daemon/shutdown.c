@@ -19,7 +19,7 @@
 
 static bool shutting_down;
 
-static void daemon_monitor_gone(void *opaque)
+static void shutdown_monitor_gone(void *opaque)
 {
 	(void)opaque;
 	block_close_all();
@@ -27,23 +27,23 @@ static void daemon_monitor_gone(void *opaque)
 	main_loop_exit();
 }
 
-static void daemon_exports_gone(void *opaque)
+static void shutdown_exports_gone(void *opaque)
 {
 	(void)opaque;
-	monitor_close(daemon_monitor_gone, NULL);
+	monitor_close(shutdown_monitor_gone, NULL);
 }
 
-void daemon_request_shutdown(const char *reason)
+void shutdown_request(const char *reason)
 {
 	if (shutting_down)
 		return;
 	shutting_down = true;
 	log_info("shutting down (%s)", reason);
 	monitor_refuse_changes();
-	export_shutdown_all(daemon_exports_gone, NULL);
+	export_shutdown_all(shutdown_exports_gone, NULL);
 }
 
-bool daemon_shutdown_requested(void)
+bool shutdown_requested(void)
 {
 	return shutting_down;
 }

@@ -408,7 +408,7 @@ int blockdev_del(const char *node_name, struct error **errp)
 		error_setg(errp, "Node %s is not owned by the monitor", node_name);
 		return -1;
 	}
-	users = block_node_describe_users(bs);
+	users = block_perm_describe_users(bs);
 	if (users) {
 		error_setg(errp, "Node '%s' is in use by %s", node_name, users);
 		free(users);

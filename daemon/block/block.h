@@ -232,16 +232,16 @@ void block_node_ref(struct block_node *bs);
 /*
  * Take a user's permissions on a node: writing needs a writable node,
  * resizing needs a node whose driver can truncate.  Fails with a clear
- * message ("Block node 'x' is read-only").  Release with block_node_release.
+ * message ("Block node 'x' is read-only").  Release with block_perm_release.
  */
-int block_node_acquire(struct block_node *bs, bool write, bool resize,
+int block_perm_acquire(struct block_node *bs, bool write, bool resize,
 		       struct error **errp);
-void block_node_release(struct block_node *bs, bool write, bool resize);
+void block_perm_release(struct block_node *bs, bool write, bool resize);
 /*
- * block_node_acquire naming the user in messages (e.g. "export 'e'"), so
+ * block_perm_acquire naming the user in messages (e.g. "export 'e'"), so
  * that blockdev-del and permission conflicts say who holds the node.
  */
-int block_node_acquire_as(struct block_node *bs, const char *who, bool write,
+int block_perm_acquire_as(struct block_node *bs, const char *who, bool write,
 			  bool resize, struct error **errp);
 
 /* Permission graph (main thread), for the registry and format drivers. */
@@ -255,7 +255,7 @@ void block_perm_detach_child(struct block_node *parent, struct block_node *child
 /* "consistent read, write": the names of the bits of perm, into buf. */
 const char *block_perm_names(uint64_t perm, char *buf, size_t size);
 /* Who uses bs, for "Node 'x' is in use by ...": NULL if nobody. */
-char *block_node_describe_users(struct block_node *bs);
+char *block_perm_describe_users(struct block_node *bs);
 
 /*
  * I/O (any thread): bounds-checked wrappers around the driver, lock-free.
