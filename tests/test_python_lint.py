@@ -2,6 +2,7 @@
 undefined names or other mistakes pyflakes finds: a test helper that
 imports a name it never uses is how copies of fixtures go unnoticed."""
 
+import importlib.util
 import os
 import subprocess
 
@@ -27,9 +28,7 @@ def python_files():
 
 
 def test_pyflakes_is_clean():
-    try:
-        import pyflakes  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("pyflakes") is None:
         pytest.skip("pyflakes is not installed (Debian package python3-pyflakes)")
     files = python_files()
     assert len(files) > 20
