@@ -627,13 +627,18 @@ int block_node_flush(struct block_node *bs)
 	return bs->drv->flush(bs);
 }
 
-int block_node_discard(struct block_node *bs, uint64_t offset, uint64_t len)
+/* The checks of every request that changes the image. */
+static int block_check_write(struct block_node *bs, uint64_t offset, uint64_t len)
 {
-	int ret;
-
 	if (bs->read_only)
 		return -EROFS;
-	ret = block_check_request(bs, offset, len);
+	return block_check_request(bs, offset, len);
+}
+
+int block_node_discard(struct block_node *bs, uint64_t offset, uint64_t len)
+{
+	int ret = block_check_write(bs, offset, len);
+
 	if (ret < 0)
 		return ret;
 	/* discard=ignore (QEMU's default at the top): a valid no-op. */
@@ -674,11 +679,8 @@ int block_emulate_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t 
 int block_node_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len,
 			    int flags)
 {
-	int ret;
+	int ret = block_check_write(bs, offset, len);
 
-	if (bs->read_only)
-		return -EROFS;
-	ret = block_check_request(bs, offset, len);
 	if (ret < 0)
 		return ret;
 	if (len == 0)
