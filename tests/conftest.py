@@ -166,3 +166,13 @@ def shared_dir():
             if p.startswith(d + "/"):
                 subprocess.run(["umount", "-l", p], check=False)
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def user_home(shared_dir, other_user):
+    """shared_dir/home: a directory (0755) of other_user's, where she may
+    plant files and links for root's daemon to meet."""
+    home = os.path.join(shared_dir, "home")
+    os.mkdir(home, 0o755)
+    os.chown(home, other_user.pw_uid, other_user.pw_gid)
+    return home

@@ -45,14 +45,12 @@ def daemonized(tmp_path):
         wait_process_exit(pid)
 
 
-def test_pidfile_link_planted_by_a_user_is_not_followed(shared_dir, other_user, tmp_path):
+def test_pidfile_link_planted_by_a_user_is_not_followed(shared_dir, other_user, user_home,
+                                                       tmp_path):
     roots = os.path.join(shared_dir, "roots-file")
     with open(roots, "wb") as f:
         f.write(ROOTS_DATA)
-    home = os.path.join(shared_dir, "home")
-    os.mkdir(home, 0o755)
-    os.chown(home, other_user.pw_uid, other_user.pw_gid)
-    pidfile = os.path.join(home, "exportd.pid")
+    pidfile = os.path.join(user_home, "exportd.pid")
     r = as_user(other_user, "ln", "-s", roots, pidfile)
     assert r.returncode == 0, r.stderr
     r = run_exportd("--socket", str(tmp_path / "s.sock"), "--pidfile", pidfile)
@@ -63,12 +61,9 @@ def test_pidfile_link_planted_by_a_user_is_not_followed(shared_dir, other_user, 
     assert not (tmp_path / "s.sock").exists()
 
 
-def test_pidfile_of_another_user_is_refused(shared_dir, other_user, tmp_path):
+def test_pidfile_of_another_user_is_refused(other_user, user_home, tmp_path):
     """Its owner could write any pid in it, for root to signal later."""
-    home = os.path.join(shared_dir, "home")
-    os.mkdir(home, 0o755)
-    os.chown(home, other_user.pw_uid, other_user.pw_gid)
-    pidfile = os.path.join(home, "exportd.pid")
+    pidfile = os.path.join(user_home, "exportd.pid")
     r = as_user(other_user, "touch", pidfile)
     assert r.returncode == 0, r.stderr
     r = run_exportd("--socket", str(tmp_path / "s.sock"), "--pidfile", pidfile)

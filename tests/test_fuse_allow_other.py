@@ -91,16 +91,14 @@ def dev_fuse_for_users():
         os.chmod("/dev/fuse", old)
 
 
-def test_auto_falls_back_for_users(other_user, shared_dir, dev_fuse_for_users):
+def test_auto_falls_back_for_users(other_user, user_home, dev_fuse_for_users):
     """exportd run by a user: allow_other is refused by fusermount3, auto
     falls back, on fails clearly; passthrough (CAP_SYS_ADMIN) falls back
     to the userspace path and says why."""
     need("fusermount3")
     if user_allow_other_configured():
         pytest.skip("/etc/fuse.conf has user_allow_other, so there is nothing to fall back from")
-    home = os.path.join(shared_dir, "home")
-    os.mkdir(home)
-    os.chown(home, other_user.pw_uid, other_user.pw_gid)
+    home = user_home
     img = random_image(os.path.join(home, "t.raw"), MiB)
     mp = os.path.join(home, "t.fuse")
     open(mp, "w").close()

@@ -19,16 +19,14 @@ ROOTS_DATA = b"root's file: must never be covered by an export\n"
 
 
 @pytest.fixture
-def layout(shared_dir, other_user):
+def layout(shared_dir, other_user, user_home):
     """shared_dir (root's) holds an image, a file of root's, and home/,
     a directory of the other user's with her own empty mountpoint file."""
     img = random_image(os.path.join(shared_dir, "t.raw"), MiB)
     roots = os.path.join(shared_dir, "roots-file")
     with open(roots, "wb") as f:
         f.write(ROOTS_DATA)
-    home = os.path.join(shared_dir, "home")
-    os.mkdir(home, 0o755)
-    os.chown(home, other_user.pw_uid, other_user.pw_gid)
+    home = user_home
     mp = os.path.join(home, "vm.fuse")
     r = as_user(other_user, "touch", mp)
     assert r.returncode == 0, r.stderr

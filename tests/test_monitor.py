@@ -127,21 +127,23 @@ def skip_if_asan():
             pytest.skip("ASan's allocator keeps freed memory resident: RSS says nothing")
 
 
+def peak_rss_kib(daemon):
+    """The daemon's peak resident set (VmHWM) so far."""
+    with open(f"/proc/{daemon.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmHWM in /proc/{daemon.pid}/status")
+
+
 def test_a_burst_of_small_requests_with_large_replies_stays_bounded(daemon):
     skip_if_asan()
     # libevent reads 4 KiB at a time: 128 query-qmp-schema requests, whose
     # replies (15 KiB each) used to be queued whole, 2 MiB on top of the
     # 1 MiB of unread replies at which reading stops.  Now it stops there.
-    def peak_rss_kib():
-        with open(f"/proc/{daemon.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
-
     warm = daemon.new_client()
     warm.cmd("query-qmp-schema")
-    before = peak_rss_kib()
+    before = peak_rss_kib(daemon)
     greedy = socket.socket(socket.AF_UNIX)
     greedy.connect(daemon.socket_path)
     # Sent before the daemon has even accepted: it all arrives in one read.
@@ -149,7 +151,7 @@ def test_a_burst_of_small_requests_with_large_replies_stays_bounded(daemon):
                    b'{"execute": "query-qmp-schema"}' * 500)
     # Once another client is answered, the burst has been read and handled.
     assert "return" in daemon.new_client().execute({"execute": "query-version"})
-    grown = peak_rss_kib() - before
+    grown = peak_rss_kib(daemon) - before
     assert grown < 1536, f"peak RSS grew by {grown} KiB"
     greedy.close()
 
@@ -172,17 +174,9 @@ def test_a_message_of_too_many_tokens_is_refused_without_parsing_it(qmp):
 def test_a_16_mib_id_costs_about_three_times_its_size(daemon):
     # Measured: 48 MiB; 80 MiB when a reply was copied twice after json_dumps.
     skip_if_asan()
-
-    def peak_rss_kib():
-        with open(f"/proc/{daemon.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
-
     c = daemon.new_client()
-    before = peak_rss_kib()
+    before = peak_rss_kib(daemon)
     ident = "x" * ((16 << 20) - 64)
     assert c.execute({"execute": "query-version", "id": ident})["id"] == ident
-    grown = peak_rss_kib() - before
+    grown = peak_rss_kib(daemon) - before
     assert grown < 64 * 1024, f"peak RSS grew by {grown} KiB for a 16 MiB id"
