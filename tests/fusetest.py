@@ -66,6 +66,14 @@ def add_file_node(qmp, name, filename, read_only=False, **extra):
     qmp.cmd("blockdev-add", **args)
 
 
+def blockdev_add_error(qmp, **args):
+    """The desc of the GenericError that blockdev-add with args gets."""
+    with pytest.raises(QMPError) as e:
+        qmp.cmd("blockdev-add", **args)
+    assert e.value.cls == "GenericError", e.value
+    return e.value.desc
+
+
 def add_export(qmp, exp_id, node, mountpoint, **opts):
     args = {"type": "fuse", "id": exp_id, "node-name": node,
             "mountpoint": str(mountpoint)}

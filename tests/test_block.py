@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from fusetest import blockdev_add_error as add_error
 from harness import QSD, QSD_MISSING, Daemon, QMPClient, QMPError, make_pattern_image, qsd_monitor
 
 QEMU_IO = shutil.which("qemu-io")
@@ -21,13 +22,6 @@ MiB = 1 << 20
 def add_file(qmp, name, path, **extra):
     return qmp.cmd("blockdev-add", driver="file", **{"node-name": name, "filename": str(path)},
                    **extra)
-
-
-def add_error(qmp, **args):
-    with pytest.raises(QMPError) as e:
-        qmp.cmd("blockdev-add", **args)
-    assert e.value.cls == "GenericError"
-    return e.value.desc
 
 
 def nodes(qmp):

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from fusetest import add_export, export_cleanup, need
-from harness import QMPClient, QMPError, build_path, make_pattern_image, pattern_bytes
+from fusetest import add_export, blockdev_add_error as add_error, export_cleanup, need
+from harness import QMPClient, build_path, make_pattern_image, pattern_bytes
 
 MiB = 1 << 20
 # Long enough for a loaded machine, short enough that a daemon stuck in
@@ -41,13 +41,6 @@ def strip_backing_format(path):
         assert at > 0 and at % 8 == 0, f"{path} has no backing format extension"
         f.seek(at)
         f.write(b"\x12")
-
-
-def add_error(qmp, **args):
-    with pytest.raises(QMPError) as e:
-        qmp.cmd("blockdev-add", **args)
-    assert e.value.cls == "GenericError"
-    return e.value.desc
 
 
 def node_names(qmp):
