@@ -13,6 +13,7 @@
 #include "log.h"
 #include "main-loop.h"
 #include "monitor/monitor.h"
+#include "sd-notify.h"
 #include "shutdown.h"
 
 static bool shutting_down;
@@ -36,6 +37,7 @@ void daemon_request_shutdown(const char *reason)
 		return;
 	shutting_down = true;
 	log_info("shutting down (%s)", reason);
+	sd_notify_send("STOPPING=1");
 	monitor_refuse_changes();
 	export_shutdown_all(daemon_exports_gone, NULL);
 }
