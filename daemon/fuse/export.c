@@ -87,6 +87,7 @@
 #include "fuse/internal.h"
 #include "fuse/mountpoint.h"
 #include "fuse/proto.h"
+#include "fuse/stale-mount.h"
 #include "log.h"
 #include "main-loop.h"
 #include "util.h"
@@ -285,7 +286,9 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 	static const struct fuse_lowlevel_ops no_ops;
 	char *target;
 	int rc = 0;
-	char *opts = xasprintf("max_read=%u,default_permissions%s", FUSE_EXPORT_MAX_IO,
+	/* fsname and subtype tell our mounts apart, dead ones too (stale-mount.c). */
+	char *opts = xasprintf("max_read=%u,default_permissions,fsname=%s,subtype=%s%s",
+			       FUSE_EXPORT_MAX_IO, FUSE_EXPORT_FSNAME, FUSE_EXPORT_FSNAME,
 			       allow_other ? ",allow_other" : "");
 	char *argv[] = { (char *)"exportd", (char *)"-o", opts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
@@ -713,6 +716,9 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 			 json_string_value(iothread));
 	fe->writethrough = json_is_true(json_object_get(options, "writethrough"));
 
+	/* A dead exportd's mount there goes; anything else mounted there is refused. */
+	if (fuse_stale_mount_recover(mountpoint, fuse_mountpoint_is_ours, errp) < 0)
+		goto fail;
 	/*
 	 * Never stat through one of our own mounts (qsd 7.2 deadlocks there);
 	 * keep an fd of the file checked, the mount goes through it.
