@@ -29,6 +29,7 @@
 #include "log.h"
 #include "main-loop.h"
 #include "monitor/monitor.h"
+#include "monitor/state-file.h"
 #include "pidfile.h"
 #include "runtime-dir.h"
 #include "rpc/schema.h"
@@ -39,7 +40,7 @@
 enum {
 	OPT_SOCKET = 256, OPT_PIDFILE, OPT_LOG_LEVEL, OPT_MAX_MESSAGE, OPT_MAX_CONNECTIONS,
 	OPT_BLOCKDEV,
-	OPT_EXPORT, OPT_CHARDEV, OPT_MONITOR, OPT_OBJECT, OPT_LOG_FILE,
+	OPT_EXPORT, OPT_CHARDEV, OPT_MONITOR, OPT_OBJECT, OPT_LOG_FILE, OPT_STATE_FILE,
 };
 
 /* Start-up actions, kept in command-line order as qsd processes them. */
@@ -52,6 +53,7 @@ struct options {
 	bool daemonize;
 	char *pidfile;		/* absolute: --daemonize leaves the caller's directory */
 	char *log_file;		/* absolute */
+	char *state_file;	/* absolute */
 	int log_level;
 	struct startup_item *items;
 	size_t n_items;
@@ -83,6 +85,8 @@ static void usage(FILE *f)
 "  --pidfile FILE           write the daemon's PID to FILE\n"
 "  --log-file PATH          log to PATH (reopened on SIGHUP) instead of stderr\n"
 "                           or syslog\n"
+"  --state-file PATH        record QMP-made nodes and exports in PATH and\n"
+"                           re-create them at start (restarts, crashes)\n"
 "  --log-level LEVEL        error, warn, info (default) or debug (default warn\n"
 "                           with qemu-storage-daemon options and no --socket)\n"
 "  --max-message-size N     largest QMP message accepted (default 16M)\n"
@@ -248,6 +252,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "log-file", required_argument, NULL, OPT_LOG_FILE },
+		{ "state-file", required_argument, NULL, OPT_STATE_FILE },
 		{ "max-message-size", required_argument, NULL, OPT_MAX_MESSAGE },
 		{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
 		{ "blockdev", required_argument, NULL, OPT_BLOCKDEV },
@@ -280,6 +285,10 @@ static void parse_options(struct options *o, int argc, char **argv)
 		case OPT_PIDFILE:
 			free(o->pidfile);
 			o->pidfile = path_absolute(optarg);
+			break;
+		case OPT_STATE_FILE:
+			free(o->state_file);
+			o->state_file = path_absolute(optarg);
 			break;
 		case OPT_LOG_FILE:
 			free(o->log_file);
@@ -414,6 +423,9 @@ static int startup(struct options *o, int n_listen_fds, struct error **errp)
 	 * such daemons must be able to run at once (QEMU's iotests start
 	 * them so), which one default socket would forbid.
 	 */
+	/* What exportd served before it was restarted (or killed). */
+	if (state_file_restore(errp) < 0)
+		return -1;
 	/* Sockets systemd passed (exportd.socket) stand for the default one. */
 	for (int i = 0; i < n_listen_fds; i++)
 		if (monitor_listen_fd(SD_LISTEN_FDS_START + i, errp) < 0)
@@ -573,7 +585,9 @@ static void notify_status(void)
 /* The dispatcher's hook: a command changed something. */
 static void qmp_command_done(const char *command, json_t *args)
 {
-	(void)args;
+	/* quit ends the exports, but they are to come back at the next start. */
+	if (!daemon_shutdown_requested())
+		state_file_changed(command, args);
 	if (!strcmp(command, "block-export-add") || !strcmp(command, "block-export-del"))
 		notify_status();
 }
@@ -582,6 +596,9 @@ static void qmp_command_done(const char *command, json_t *args)
 static void export_deleted_event(const char *id)
 {
 	qmp_send_event("BLOCK_EXPORT_DELETED", json_pack("{s:s}", "id", id));
+	/* It may have ended by itself (an external umount): the file forgets it. */
+	if (!daemon_shutdown_requested())
+		state_file_changed(NULL, NULL);
 	notify_status();
 }
 
@@ -616,6 +633,8 @@ int main(int argc, char **argv)
 	export_set_deleted_hook(export_deleted_event);
 	monitor_set_quit_hook(daemon_request_shutdown);
 	qmp_dispatch_set_change_hook(qmp_command_done);
+	if (o.state_file)
+		state_file_init(o.state_file);
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(main_loop_base(), signums[i], on_signal, NULL);
 		event_add(sigs[i], NULL);
@@ -652,6 +671,7 @@ int main(int argc, char **argv)
 	pidfile_remove(pidfile);
 	free(o.pidfile);
 	free(o.log_file);
+	free(o.state_file);
 	for (size_t i = 0; i < o.n_items; i++)
 		free(o.items[i].arg);
 	free(o.items);

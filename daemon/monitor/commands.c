@@ -22,5 +22,6 @@ const struct qmp_command qmp_commands[] = {
 	{ "query-block-exports", qmp_query_block_exports },
 	{ "query-blockstats", qmp_query_blockstats },
 	{ "x-query-export-stats", qmp_x_query_export_stats },
+	{ "x-query-state-file", qmp_x_query_state_file },
 	{ NULL, NULL },
 };
