@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from fusetest import need, wait_process_exit
-from harness import Daemon, QMPClient, build_path, wait_until
+from harness import Daemon, QMPClient, QMPError, build_path, wait_until
 
 
 def test_log_file_is_reopened_on_sighup(tmp_path):
@@ -100,3 +100,31 @@ def test_daemonize_without_syslog_logs_to_a_file_and_says_where(tmp_path):
         except ProcessLookupError:
             pass
         wait_process_exit(pid)
+
+
+def test_the_mount_failure_text_of_libfuse_reaches_the_qmp_error(tmp_path):
+    """/dev/fuse replaced by a plain file in a private mount namespace:
+    mount(2) refuses it, and libfuse's words come back in the reply."""
+    need("unshare")
+    fake = tmp_path / "not-a-fuse-device"
+    fake.touch()
+    img = tmp_path / "img.raw"
+    img.write_bytes(b"\0" * 65536)
+    mp = tmp_path / "t.fuse"
+    mp.touch()
+    d = Daemon(tmp_path / "d", wrapper=[
+        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        'mount --bind "$0" /dev/fuse && exec "$@"', str(fake)])
+    try:
+        d.start()
+        q = d.new_client()
+        q.cmd("blockdev-add", driver="file", **{"node-name": "n", "filename": str(img)})
+        with pytest.raises(QMPError) as e:
+            q.cmd("block-export-add", type="fuse", id="e", **{"node-name": "n",
+                                                              "mountpoint": str(mp)})
+        assert e.value.desc.startswith("Failed to mount FUSE session to export: fuse: "), \
+            e.value.desc
+        assert "Invalid argument" in e.value.desc or "failed to open" in e.value.desc
+        assert d.stop() == 0
+    finally:
+        d.cleanup()

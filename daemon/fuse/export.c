@@ -112,6 +112,14 @@ static bool fuse_mountpoint_is_ours(const char *canon, void *opaque)
 }
 
 /* libfuse's own messages (mount errors) go to our log. */
+/*
+ * While the main thread mounts, libfuse's complaints are also kept here,
+ * so that the QMP error says why the mount failed ("failed to open
+ * /dev/fuse: Permission denied"), not only the log that nobody may read.
+ */
+static __thread bool libfuse_capturing;
+static __thread char *libfuse_captured;
+
 static void fuse_export_libfuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	char *msg = xvasprintf(fmt, ap);
@@ -119,6 +127,13 @@ static void fuse_export_libfuse_log(enum fuse_log_level level, const char *fmt, 
 
 	if (n && msg[n - 1] == '\n')
 		msg[n - 1] = '\0';
+	if (libfuse_capturing && level <= FUSE_LOG_WARNING) {
+		char *all = libfuse_captured ? xasprintf("%s; %s", libfuse_captured, msg) :
+			    xstrdup(msg);
+
+		free(libfuse_captured);
+		libfuse_captured = all;
+	}
 	if (level <= FUSE_LOG_WARNING)
 		log_warnx("libfuse: %s", msg);
 	else
@@ -305,7 +320,10 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 		target = xasprintf("/proc/self/fd/%d", fe->mountpoint_fd);
 	else
 		target = xstrdup(fe->mountpoint);
-	if (fuse_session_mount(fe->se, target) != 0) {
+	libfuse_capturing = true;
+	rc = fuse_session_mount(fe->se, target);
+	libfuse_capturing = false;
+	if (rc != 0) {
 		struct stat st;
 
 		fuse_session_destroy(fe->se);
@@ -316,10 +334,15 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 			error_setg(errp, "Failed to mount FUSE session to export: '%s' was "
 				   "removed or replaced while it was being mounted",
 				   fe->mountpoint);
+		else if (libfuse_captured)
+			error_setg(errp, "Failed to mount FUSE session to export: %s",
+				   libfuse_captured);
 		else
 			error_setg(errp, "Failed to mount FUSE session to export");
 		rc = -1;
 	}
+	free(libfuse_captured);
+	libfuse_captured = NULL;
 	free(target);
 	return rc;
 }
