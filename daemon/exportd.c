@@ -585,10 +585,14 @@ static void notify_status(void)
 /* The dispatcher's hook: a command changed something. */
 static void qmp_command_done(const char *command, json_t *args)
 {
+	bool exports = !strcmp(command, "block-export-add") ||
+		       !strcmp(command, "block-export-del");
+
 	/* quit ends the exports, but they are to come back at the next start. */
-	if (!daemon_shutdown_requested())
+	if (!daemon_shutdown_requested() &&
+	    (exports || !strcmp(command, "blockdev-add") || !strcmp(command, "blockdev-del")))
 		state_file_changed(command, args);
-	if (!strcmp(command, "block-export-add") || !strcmp(command, "block-export-del"))
+	if (exports)
 		notify_status();
 }
 
