@@ -336,6 +336,9 @@ static int cmd_add(struct ctl *ctl)
 
 	args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "fuse", "id", id,
 			 "node-name", node, "mountpoint", mountpoint, "writable", writable);
+	/* The nodes made here end with the export, however it ends. */
+	if (image)
+		json_object_set_new(args, "x-delete-nodes", json_pack("[s, s]", fmt_node, file_node));
 	if (res->set[OPT_GROWABLE])
 		json_object_set_new(args, "growable", json_true());
 	if (res->set[OPT_ALLOW_OTHER])
@@ -378,6 +381,42 @@ fail:
 	return EXIT_FAILED;
 }
 
+/* del of an export that already ended: delete ID-fmt, ID-file if they exist. */
+static bool del_leftover_nodes(struct ctl *ctl, const char *id, int *status)
+{
+	char *names[2] = { ctl_xasprintf("%s-fmt", id), ctl_xasprintf("%s-file", id) };
+	json_t *nodes = qmp_must(ctl, "query-named-block-nodes", NULL), *ret, *ev;
+	bool found = false;
+	char *err = NULL;
+
+	*status = EXIT_OK;
+	for (int k = 0; k < 2; k++) {
+		if (!node_exists(nodes, names[k]))
+			continue;
+		found = true;
+		ret = qmp_try(ctl, "blockdev-del", json_pack("{s:s}", "node-name", names[k]), &err);
+		if (!ret) {
+			ctl_warnx("export '%s' had already ended, but its node '%s' cannot be "
+				  "deleted: %s", id, names[k], err);
+			free(err);
+			err = NULL;
+			*status = EXIT_FAILED;
+			break;
+		}
+		json_decref(ret);
+	}
+	if (found && *status == EXIT_OK) {
+		ctl_warnx("export '%s' had already ended; its nodes are deleted now", id);
+		ev = json_pack("{s:s, s:{s:s}}", "event", "BLOCK_EXPORT_DELETED", "data", "id", id);
+		ctl->out->deleted(ev);
+		json_decref(ev);
+	}
+	json_decref(nodes);
+	free(names[0]);
+	free(names[1]);
+	return found;
+}
+
 static int cmd_del(struct ctl *ctl)
 {
 	const char *id = ctl->res->argv[0];
@@ -396,6 +435,15 @@ static int cmd_del(struct ctl *ctl)
 		if (!strcmp(json_string_value(json_object_get(e, "id")) ?: "", id))
 			node = json_string_value(json_object_get(e, "node-name"));
 
+	/*
+	 * Gone already (an external umount, a dead connection) with the nodes
+	 * add made for it left (an export added without x-delete-nodes):
+	 * deleting them is what the user asked for.
+	 */
+	if (!node && del_leftover_nodes(ctl, id, &status)) {
+		json_decref(exports);
+		return status;
+	}
 	ret = qmp_must(ctl, "block-export-del",
 		       json_pack("{s:s, s:s}", "id", id, "mode",
 				 ctl->res->set[OPT_HARD] ? "hard" : "safe"));

@@ -29,17 +29,19 @@
 #include "log.h"
 #include "main-loop.h"
 #include "monitor/monitor.h"
+#include "monitor/state-file.h"
 #include "object/object.h"
 #include "pidfile.h"
 #include "runtime-dir.h"
 #include "rpc/schema.h"
+#include "sd-notify.h"
 #include "shutdown.h"
 #include "util.h"
 
 enum {
 	OPT_SOCKET = 256, OPT_PIDFILE, OPT_LOG_LEVEL, OPT_MAX_MESSAGE, OPT_MAX_CONNECTIONS,
 	OPT_BLOCKDEV,
-	OPT_EXPORT, OPT_CHARDEV, OPT_MONITOR, OPT_OBJECT,
+	OPT_EXPORT, OPT_CHARDEV, OPT_MONITOR, OPT_OBJECT, OPT_LOG_FILE, OPT_STATE_FILE,
 };
 
 /* Start-up actions, kept in command-line order as qsd processes them. */
@@ -50,7 +52,9 @@ struct startup_item {
 
 struct options {
 	bool daemonize;
-	const char *pidfile;
+	char *pidfile;		/* absolute: --daemonize leaves the caller's directory */
+	char *log_file;		/* absolute */
+	char *state_file;	/* absolute */
 	int log_level;
 	struct startup_item *items;
 	size_t n_items;
@@ -60,6 +64,9 @@ struct options {
 	bool log_level_given;	/* --log-level */
 	bool qsd_options;	/* any of qsd's --blockdev, --export, --chardev, ... */
 };
+
+/* Where a daemon logs when no syslog listens and no --log-file was given. */
+#define LOG_FALLBACK_FILE "/var/log/exportd.log"
 
 static int ready_fd = -1;	/* daemonize: tells the parent how start-up went */
 static int exit_status;
@@ -74,8 +81,13 @@ static void usage(FILE *f)
 "  --socket PATH            QMP socket (default /run/exportd/exportd.sock as root,\n"
 "                           $XDG_RUNTIME_DIR/exportd.sock otherwise; none by\n"
 "                           default with qemu-storage-daemon options)\n"
-"  --daemonize              run in the background once started (logs to syslog)\n"
+"  --daemonize              run in the background once started, in '/' (logs to\n"
+"                           syslog, or to /var/log/exportd.log without one)\n"
 "  --pidfile FILE           write the daemon's PID to FILE\n"
+"  --log-file PATH          log to PATH (reopened on SIGHUP) instead of stderr\n"
+"                           or syslog\n"
+"  --state-file PATH        record QMP-made nodes and exports in PATH and\n"
+"                           re-create them at start (restarts, crashes)\n"
 "  --log-level LEVEL        error, warn, info (default) or debug (default warn\n"
 "                           with qemu-storage-daemon options and no --socket)\n"
 "  --max-message-size N     largest QMP message accepted (default 16M)\n"
@@ -95,6 +107,25 @@ static void usage(FILE *f)
 "Example:\n"
 "  exportd --blockdev driver=file,node-name=f,filename=disk.img \\\n"
 "          --export type=fuse,id=e,node-name=f,mountpoint=disk.raw,writable=on\n");
+}
+
+/*
+ * path made absolute against the current directory, which --daemonize
+ * leaves for "/": the files the daemon reopens or removes later (pidfile,
+ * socket, log file) must still be the ones the caller named.
+ */
+static char *path_absolute(const char *path)
+{
+	char *cwd, *abs;
+
+	if (path[0] == '/')
+		return xstrdup(path);
+	cwd = getcwd(NULL, 0);
+	if (!cwd)
+		fatal("cannot find the current directory to resolve '%s'", path);
+	abs = xasprintf("%s/%s", strcmp(cwd, "/") ? cwd : "", path);
+	free(cwd);
+	return abs;
 }
 
 static void startup_add(struct options *o, int kind, const char *arg)
@@ -150,7 +181,12 @@ static void parse_chardev(struct options *o, const char *arg)
 		usage_error("--chardev: unsupported option '%s' (exportd chardevs are "
 			    "server sockets)", key);
 	}
-	json_object_set(o->chardevs, json_string_value(id), path);
+	{
+		char *abs = path_absolute(json_string_value(path));
+
+		json_object_set_new(o->chardevs, json_string_value(id), json_string(abs));
+		free(abs);
+	}
 	json_decref(opts);
 }
 
@@ -202,6 +238,8 @@ static void parse_options(struct options *o, int argc, char **argv)
 		{ "daemonize", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "log-file", required_argument, NULL, OPT_LOG_FILE },
+		{ "state-file", required_argument, NULL, OPT_STATE_FILE },
 		{ "max-message-size", required_argument, NULL, OPT_MAX_MESSAGE },
 		{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
 		{ "blockdev", required_argument, NULL, OPT_BLOCKDEV },
@@ -219,16 +257,29 @@ static void parse_options(struct options *o, int argc, char **argv)
 	o->chardevs = json_object();
 	while ((c = getopt_long(argc, argv, "dhV", longopts, NULL)) != -1) {
 		switch (c) {
-		case OPT_SOCKET:
-			startup_add(o, OPT_SOCKET, optarg);
+		case OPT_SOCKET: {
+			char *abs = path_absolute(optarg);
+
+			startup_add(o, OPT_SOCKET, abs);
+			free(abs);
 			o->have_socket = true;
 			o->socket_given = true;
 			break;
+		}
 		case 'd':
 			o->daemonize = true;
 			break;
 		case OPT_PIDFILE:
-			o->pidfile = optarg;
+			free(o->pidfile);
+			o->pidfile = path_absolute(optarg);
+			break;
+		case OPT_STATE_FILE:
+			free(o->state_file);
+			o->state_file = path_absolute(optarg);
+			break;
+		case OPT_LOG_FILE:
+			free(o->log_file);
+			o->log_file = path_absolute(optarg);
 			break;
 		case OPT_LOG_LEVEL:
 			o->log_level_given = true;
@@ -367,7 +418,7 @@ static int startup_create(int kind, const char *arg, struct error **errp)
 	return rc;
 }
 
-static int startup(struct options *o, struct error **errp)
+static int startup(struct options *o, int n_listen_fds, struct error **errp)
 {
 	/* First: a second daemon with our pidfile must not touch anything. */
 	if (o->pidfile) {
@@ -380,7 +431,14 @@ static int startup(struct options *o, struct error **errp)
 	 * such daemons must be able to run at once (QEMU's iotests start
 	 * them so), which one default socket would forbid.
 	 */
-	if (!o->have_socket && !started_as_qsd(o)) {
+	/* What exportd served before it was restarted (or killed). */
+	if (state_file_restore(errp) < 0)
+		return -1;
+	/* Sockets systemd passed (exportd.socket) stand for the default one. */
+	for (int i = 0; i < n_listen_fds; i++)
+		if (monitor_listen_fd(SD_LISTEN_FDS_START + i, errp) < 0)
+			return -1;
+	if (!o->have_socket && !started_as_qsd(o) && n_listen_fds == 0) {
 		char *path = default_socket_path(errp);
 		int rc;
 
@@ -444,6 +502,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		log_info("SIGHUP: reopening the log");
 		log_reopen();
+		log_info("log reopened (SIGHUP)");
 		return;
 	}
 	/* As QEMU on a signal; a second signal while exiting says nothing. */
@@ -485,7 +544,31 @@ static void daemonize_finish(int level)
 	char ok = 0;
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
-	log_init(false, level);
+	/* As daemons do: hold no directory that someone may want to unmount. */
+	if (chdir("/") < 0)
+		log_warn("cannot change directory to '/'");
+	if (!log_file()) {
+		if (log_syslog_available()) {
+			log_init(false, level);
+		} else {
+			struct error *err = NULL;
+			char *path = geteuid() == 0 ? xstrdup(LOG_FALLBACK_FILE) :
+				     xasprintf("%s/exportd.log", getenv("XDG_RUNTIME_DIR") ?
+					       getenv("XDG_RUNTIME_DIR") : "/tmp");
+
+			/* Said on stderr, which still is the caller's terminal. */
+			if (log_set_file(path, &err) == 0) {
+				log_warnx("no syslog listens on /dev/log: logging to %s", path);
+				fprintf(stderr, "exportd: no syslog listens on /dev/log: logging to %s\n",
+					path);
+			} else {
+				fprintf(stderr, "exportd: no syslog listens on /dev/log, and %s: "
+					"messages are lost\n", err->msg);
+				error_free(err);
+			}
+			free(path);
+		}
+	}
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
@@ -499,10 +582,37 @@ static void daemonize_finish(int level)
 	ready_fd = -1;
 }
 
+/* STATUS= for systemctl status: how many exports are served. */
+static void notify_status(void)
+{
+	int n = export_count();
+
+	sd_notify_sendf("STATUS=%d export%s", n, n == 1 ? "" : "s");
+}
+
+/* The dispatcher's hook: a command changed something. */
+static void qmp_command_done(const char *command, json_t *args)
+{
+	bool exports = !strcmp(command, "block-export-add") ||
+		       !strcmp(command, "block-export-del");
+
+	/* quit ends the exports, but they are to come back at the next start. */
+	if (!shutdown_requested() &&
+	    (exports || !strcmp(command, "blockdev-add") || !strcmp(command, "blockdev-del") ||
+	     !strcmp(command, "object-add") || !strcmp(command, "object-del")))
+		state_file_changed(command, args);
+	if (exports)
+		notify_status();
+}
+
 /* The registry's hook: an export is gone, tell every QMP client. */
 static void export_deleted_event(const char *id)
 {
 	qmp_send_event("BLOCK_EXPORT_DELETED", json_pack("{s:s}", "id", id));
+	/* It may have ended by itself (an external umount): the file forgets it. */
+	if (!shutdown_requested())
+		state_file_changed(NULL, NULL);
+	notify_status();
 }
 
 int main(int argc, char **argv)
@@ -511,9 +621,19 @@ int main(int argc, char **argv)
 	struct error *err = NULL;
 	struct event *sigs[3];
 	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	int n_listen_fds;
 
 	parse_options(&o, argc, argv);
 	log_init(true, o.log_level);
+	sd_notify_init();
+	/* Before the fork: LISTEN_PID names the process systemd started. */
+	n_listen_fds = sd_listen_fds_take(&err);
+	if (n_listen_fds < 0)
+		fatalx("%s", err->msg);
+	if (o.log_file && log_set_file(o.log_file, &err) < 0) {
+		fprintf(stderr, "exportd: %s\n", err->msg);
+		exit(1);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	if (o.daemonize)
@@ -525,11 +645,14 @@ int main(int argc, char **argv)
 	/* Upward signals go through hooks: the layers below know nothing above. */
 	export_set_deleted_hook(export_deleted_event);
 	monitor_set_quit_hook(shutdown_request);
+	qmp_dispatch_set_change_hook(qmp_command_done);
+	if (o.state_file)
+		state_file_init(o.state_file);
 	for (int i = 0; i < 3; i++) {
 		sigs[i] = evsignal_new(main_loop_base(), signums[i], on_signal, NULL);
 		event_add(sigs[i], NULL);
 	}
-	if (startup(&o, &err) < 0) {
+	if (startup(&o, n_listen_fds, &err) < 0) {
 		log_error("%s", err->msg);
 		error_free(err);
 		exit_status = 1;
@@ -539,6 +662,8 @@ int main(int argc, char **argv)
 		log_info("exportd %s ready", EXPORTD_VERSION);
 		if (o.daemonize)
 			daemonize_finish(o.log_level);
+		sd_notify_send("READY=1");
+		notify_status();
 	}
 	main_loop_run();
 	if (ready_fd >= 0) {
@@ -557,6 +682,9 @@ int main(int argc, char **argv)
 		event_free(sigs[i]);
 	}
 	pidfile_remove(pidfile);
+	free(o.pidfile);
+	free(o.log_file);
+	free(o.state_file);
 	for (size_t i = 0; i < o.n_items; i++)
 		free(o.items[i].arg);
 	free(o.items);

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 
+#include "rpc/error.h"
+
 enum log_level {
 	LOG_LEVEL_ERROR,
 	LOG_LEVEL_WARN,
@@ -20,8 +22,14 @@ void log_init(bool foreground, enum log_level level);
 /* Parse "error|warn|info|debug"; -1 if unknown. */
 int log_level_parse(const char *name);
 void log_set_level(enum log_level level);
-/* Called on SIGHUP: reopen syslog (stderr needs nothing). */
+/* Called on SIGHUP: reopen the log file or syslog (stderr needs nothing). */
 void log_reopen(void);
+/* From now on log to the file at path (absolute: it is reopened by name). */
+int log_set_file(const char *path, struct error **errp);
+/* The log file's path, NULL when there is none. */
+const char *log_file(void);
+/* Whether a syslog daemon listens on /dev/log. */
+bool log_syslog_available(void);
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -15,6 +15,7 @@
 #include "main-loop.h"
 #include "monitor/monitor.h"
 #include "object/object.h"
+#include "sd-notify.h"
 #include "shutdown.h"
 
 static bool shutting_down;
@@ -39,6 +40,7 @@ void shutdown_request(const char *reason)
 		return;
 	shutting_down = true;
 	log_info("shutting down (%s)", reason);
+	sd_notify_send("STOPPING=1");
 	monitor_refuse_changes();
 	export_shutdown_all(shutdown_exports_gone, NULL);
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "export/export.h"
+#include "export/owned-nodes.h"
 #include "log.h"
 #include "main-loop.h"
 #include "util.h"
@@ -118,6 +119,8 @@ int export_add(json_t *options, struct error **errp)
 		error_setg(errp, "Cannot find device='' nor node-name='%s'", node_name);
 		return -1;
 	}
+	if (export_owned_nodes_check(json_object_get(options, "x-delete-nodes"), errp) < 0)
+		return -1;
 	writable = json_bool_default(options, "writable", false);
 	growable = json_bool_default(options, "growable", false);
 	/* As QEMU: writable and growable exports may resize (truncate, fallocate). */
@@ -139,7 +142,9 @@ int export_add(json_t *options, struct error **errp)
 	exp->writable = writable;
 	exp->growable = growable;
 	atomic_init(&exp->refcnt, 1);
+	exp->delete_nodes = json_incref(json_object_get(options, "x-delete-nodes"));
 	if (drv->create(exp, options, errp) < 0) {
+		json_decref(exp->delete_nodes);
 		block_perm_release(node, writable, resize);
 		block_node_unref(node);
 		free(exp->id);
@@ -228,6 +233,9 @@ static void export_finish(void *opaque)
 	block_perm_release(exp->node, exp->writable, resize);
 	block_node_unref(exp->node);
 	log_info("export '%s' deleted", exp->id);
+	/* Before the event: whoever hears it may re-add nodes of the same names. */
+	export_owned_nodes_delete(exp->id, exp->delete_nodes);
+	json_decref(exp->delete_nodes);
 	if (export_deleted_hook)
 		export_deleted_hook(exp->id);
 	free(exp->id);

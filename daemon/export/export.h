@@ -52,6 +52,8 @@ struct export {
 	 * freed by its delete(); NULL if the driver keeps none.
 	 */
 	struct export_stats *stats;
+	/* x-delete-nodes: deleted when the export ends; NULL for none. */
+	json_t *delete_nodes;
 	atomic_int refcnt;
 	/*
 	 * Under export/export.c's lock: the main thread waits for the last

@@ -87,6 +87,7 @@
 #include "fuse/internal.h"
 #include "fuse/mountpoint.h"
 #include "fuse/proto.h"
+#include "fuse/stale-mount.h"
 #include "log.h"
 #include "main-loop.h"
 #include "util.h"
@@ -111,6 +112,14 @@ static bool fuse_mountpoint_is_ours(const char *canon, void *opaque)
 }
 
 /* libfuse's own messages (mount errors) go to our log. */
+/*
+ * While the main thread mounts, libfuse's complaints are also kept here,
+ * so that the QMP error says why the mount failed ("failed to open
+ * /dev/fuse: Permission denied"), not only the log that nobody may read.
+ */
+static __thread bool libfuse_capturing;
+static __thread char *libfuse_captured;
+
 static void fuse_export_libfuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	char *msg = xvasprintf(fmt, ap);
@@ -118,6 +127,13 @@ static void fuse_export_libfuse_log(enum fuse_log_level level, const char *fmt, 
 
 	if (n && msg[n - 1] == '\n')
 		msg[n - 1] = '\0';
+	if (libfuse_capturing && level <= FUSE_LOG_WARNING) {
+		char *all = libfuse_captured ? xasprintf("%s; %s", libfuse_captured, msg) :
+			    xstrdup(msg);
+
+		free(libfuse_captured);
+		libfuse_captured = all;
+	}
 	if (level <= FUSE_LOG_WARNING)
 		log_warnx("libfuse: %s", msg);
 	else
@@ -285,7 +301,9 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 	static const struct fuse_lowlevel_ops no_ops;
 	char *target;
 	int rc = 0;
-	char *opts = xasprintf("max_read=%u,default_permissions%s", FUSE_EXPORT_MAX_IO,
+	/* fsname and subtype tell our mounts apart, dead ones too (stale-mount.c). */
+	char *opts = xasprintf("max_read=%u,default_permissions,fsname=%s,subtype=%s%s",
+			       FUSE_EXPORT_MAX_IO, FUSE_EXPORT_FSNAME, FUSE_EXPORT_FSNAME,
 			       allow_other ? ",allow_other" : "");
 	char *argv[] = { (char *)"exportd", (char *)"-o", opts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
@@ -302,7 +320,10 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 		target = xasprintf("/proc/self/fd/%d", fe->mountpoint_fd);
 	else
 		target = xstrdup(fe->mountpoint);
-	if (fuse_session_mount(fe->se, target) != 0) {
+	libfuse_capturing = true;
+	rc = fuse_session_mount(fe->se, target);
+	libfuse_capturing = false;
+	if (rc != 0) {
 		struct stat st;
 
 		fuse_session_destroy(fe->se);
@@ -313,10 +334,15 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 			error_setg(errp, "Failed to mount FUSE session to export: '%s' was "
 				   "removed or replaced while it was being mounted",
 				   fe->mountpoint);
+		else if (libfuse_captured)
+			error_setg(errp, "Failed to mount FUSE session to export: %s",
+				   libfuse_captured);
 		else
 			error_setg(errp, "Failed to mount FUSE session to export");
 		rc = -1;
 	}
+	free(libfuse_captured);
+	libfuse_captured = NULL;
 	free(target);
 	return rc;
 }
@@ -713,6 +739,9 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 			 json_string_value(iothread));
 	fe->writethrough = json_is_true(json_object_get(options, "writethrough"));
 
+	/* A dead exportd's mount there goes; anything else mounted there is refused. */
+	if (fuse_stale_mount_recover(mountpoint, fuse_mountpoint_is_ours, errp) < 0)
+		goto fail;
 	/*
 	 * Never stat through one of our own mounts (qsd 7.2 deadlocks there);
 	 * keep an fd of the file checked, the mount goes through it.

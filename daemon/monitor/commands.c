@@ -24,5 +24,6 @@ const struct qmp_command qmp_commands[] = {
 	{ "x-query-export-stats", qmp_x_query_export_stats },
 	{ "object-add", qmp_object_add },
 	{ "object-del", qmp_object_del },
+	{ "x-query-state-file", qmp_x_query_state_file },
 	{ NULL, NULL },
 };

@@ -47,6 +47,9 @@ int qmp_block_export_del(struct qmp_session *s, json_t *args, json_t **ret,
 			 struct error **errp);
 int qmp_query_block_exports(struct qmp_session *s, json_t *args, json_t **ret,
 			    struct error **errp);
+/* monitor/cmd-state.c */
+int qmp_x_query_state_file(struct qmp_session *s, json_t *args, json_t **ret,
+			   struct error **errp);
 /* monitor/cmd-stats.c */
 int qmp_query_blockstats(struct qmp_session *s, json_t *args, json_t **ret,
 			 struct error **errp);

@@ -99,6 +99,12 @@ static int qmp_capabilities(struct qmp_session *session, json_t *args, struct er
 }
 
 static bool refusing_changes;
+static void (*change_hook)(const char *command, json_t *args);
+
+void qmp_dispatch_set_change_hook(void (*hook)(const char *command, json_t *args))
+{
+	change_hook = hook;
+}
 
 void monitor_refuse_changes(void)
 {
@@ -159,6 +165,9 @@ json_t *qmp_dispatch(struct qmp_session *session, const char *text, size_t len)
 		qmp_capabilities(session, args, &err);
 	else if (cmd->handler(session, args, &ret, &err) < 0 && !err)
 		error_setg(&err, "Command %s failed", name);
+	/* What changed the daemon's state (not queries): the state file, STATUS=. */
+	if (!err && change_hook && strncmp(name, "query-", 6) && strncmp(name, "x-query-", 8))
+		change_hook(name, args);
 out:
 	if (err) {
 		json_decref(ret);

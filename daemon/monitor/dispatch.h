@@ -18,6 +18,11 @@ struct qmp_session {
 
 /* Check that the command table and the schema agree.  Call once. */
 int qmp_dispatch_init(struct error **errp);
+/*
+ * hook(command, validated arguments) runs after each command that
+ * succeeded and is not a query: exportd.c records the daemon's state.
+ */
+void qmp_dispatch_set_change_hook(void (*hook)(const char *command, json_t *args));
 /* Handle one input value; returns the reply (never NULL). */
 json_t *qmp_dispatch(struct qmp_session *session, const char *text, size_t len);
 

@@ -474,6 +474,25 @@ int monitor_listen(const char *path, struct error **errp)
 	return 0;
 }
 
+int monitor_listen_fd(int fd, struct error **errp)
+{
+	struct evconnlistener *listener;
+	struct qmp_listener *ql;
+
+	listener = evconnlistener_new(main_loop_base(), monitor_accept, NULL,
+				      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (!listener) {
+		error_setg(errp, "Failed to watch the inherited QMP socket (fd %d)", fd);
+		return -1;
+	}
+	evconnlistener_set_error_cb(listener, monitor_accept_error);
+	ql = xcalloc(1, sizeof(*ql));
+	ql->listener = listener;
+	TAILQ_INSERT_TAIL(&listeners, ql, next);
+	log_info("listening on the QMP socket passed as fd %d", fd);
+	return 0;
+}
+
 static void *close_done_opaque;
 static struct event *close_timer;
 
@@ -514,7 +533,9 @@ void monitor_close(void (*done)(void *opaque), void *opaque)
 	while ((ql = TAILQ_FIRST(&listeners))) {
 		TAILQ_REMOVE(&listeners, ql, next);
 		evconnlistener_free(ql->listener);
-		monitor_unlink_socket(ql->path, &ql->bound);
+		/* An inherited socket's file belongs to whoever bound it (systemd). */
+		if (ql->path)
+			monitor_unlink_socket(ql->path, &ql->bound);
 		free(ql->path);
 		free(ql);
 	}

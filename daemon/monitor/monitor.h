@@ -14,6 +14,11 @@
  * May be called several times for several sockets. */
 int monitor_listen(const char *path, struct error **errp);
 /*
+ * Serve QMP on a socket that already listens (socket activation); its
+ * file, if any, is left alone when the monitor closes.
+ */
+int monitor_listen_fd(int fd, struct error **errp);
+/*
  * Close the listeners (removing the socket files), then every connection
  * once its pending output is flushed (at most a second); done(opaque)
  * runs when all are gone.

@@ -136,6 +136,11 @@ void *object_find(const char *id, const struct object_type *type, struct error *
 	return obj->state;
 }
 
+bool object_exists(const char *id)
+{
+	return *object_slot(id) != NULL;
+}
+
 void object_use(const char *id)
 {
 	struct object *obj = *object_slot(id);

@@ -46,6 +46,9 @@ void object_del_all(void);
  */
 void *object_find(const char *id, const struct object_type *type, struct error **errp);
 
+/* Is there an object with this id? */
+bool object_exists(const char *id);
+
 /* Mark the object in use (object-del refused) / no longer used by one user. */
 void object_use(const char *id);
 void object_unuse(const char *id);
