@@ -7,7 +7,6 @@ daemon goes on."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 

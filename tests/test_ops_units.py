@@ -10,7 +10,6 @@ import shlex
 import signal
 import subprocess
 
-import pytest
 
 from fusetest import need
 from harness import QMPClient, build_path, wait_until
