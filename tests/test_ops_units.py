@@ -10,7 +10,6 @@ import shlex
 import signal
 import subprocess
 
-
 from fusetest import need
 from harness import QMPClient, build_path, wait_until
 from harness.daemon import REPO
