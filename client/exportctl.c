@@ -23,11 +23,13 @@
 #include "parser.h"
 #include "probe.h"
 #include "qmp-args.h"
-#include "qmp-client.h"
 #include "shell.h"
+#include "rpc/qmp-client.h"
 
 #define DEFAULT_SOCKET "/run/exportd/exportd.sock"
 #define DEL_TIMEOUT_MS 30000
+/* A daemon that accepts but never greets is as good as absent. */
+#define GREETING_TIMEOUT_MS 10000
 /* Node names are at most 31 bytes in QEMU; ours add "-file" to the id. */
 #define ID_MAX_FOR_NODES 26
 
@@ -58,30 +60,35 @@ static char *default_socket(void)
 static void ctl_connect(struct ctl *ctl)
 {
 	enum qmp_connect_error why;
-	char *err = NULL;
+	struct error *err = NULL;
 
-	ctl->qmp = qmp_client_connect(ctl->socket, ctl->res->set[OPT_VERBOSE], &why, &err);
+	ctl->qmp = qmp_client_connect(ctl->socket, GREETING_TIMEOUT_MS,
+				      ctl->res->set[OPT_VERBOSE], &why, &err);
 	if (!ctl->qmp) {
 		if (why == QMP_CONNECT_NOT_RUNNING) {
 			fflush(stdout);
 			fprintf(stderr, "exportd is not running on %s\n", ctl->socket);
 			exit(EXIT_FAILED);
 		}
-		ctl_exitx(EXIT_FAILED, "%s", err);
+		ctl_exitx(EXIT_FAILED, "%s", err->msg);
 	}
 	if (qmp_client_negotiate(ctl->qmp, &err) < 0)
-		ctl_exitx(EXIT_FAILED, "%s", err);
+		ctl_exitx(EXIT_FAILED, "%s", err->msg);
 }
 
 /* Run a command; its error is returned as an allocated message. */
 static json_t *qmp_try(struct ctl *ctl, const char *cmd, json_t *args, char **errp)
 {
-	json_t *reply = qmp_client_execute(ctl->qmp, cmd, args, errp);
+	struct error *err = NULL;
+	json_t *reply = qmp_client_execute(ctl->qmp, cmd, args, &err);
 	json_t *ret;
 	const char *desc;
 
-	if (!reply)
+	if (!reply) {
+		*errp = ctl_xstrdup(err->msg);
+		error_free(err);
 		return NULL;
+	}
 	desc = qmp_reply_error(reply);
 	if (desc) {
 		*errp = ctl_xstrdup(desc);
@@ -383,6 +390,7 @@ static int cmd_del(struct ctl *ctl)
 	const char *id = ctl->res->argv[0];
 	int timeout = DEL_TIMEOUT_MS;
 	char *err = NULL, *fmt_node, *file_node;
+	struct error *wait_err = NULL;
 	const char *node = NULL;
 	json_t *exports, *e, *ev, *ret, *nodes, *match;
 	size_t i;
@@ -401,11 +409,12 @@ static int cmd_del(struct ctl *ctl)
 				 ctl->res->set[OPT_HARD] ? "hard" : "safe"));
 	json_decref(ret);
 	match = json_pack("{s:s}", "id", id);
-	ev = qmp_client_wait_event(ctl->qmp, "BLOCK_EXPORT_DELETED", match, timeout, &err);
+	ev = qmp_client_wait_event(ctl->qmp, "BLOCK_EXPORT_DELETED", match, timeout,
+				   &wait_err);
 	json_decref(match);
 	if (!ev) {
-		if (err)
-			ctl_exitx(EXIT_FAILED, "%s", err);
+		if (wait_err)
+			ctl_exitx(EXIT_FAILED, "%s", wait_err->msg);
 		ctl_exitx(EXIT_FAILED, "export '%s' is not gone after %d seconds "
 			  "(a file still open? try --hard)", id, timeout / 1000);
 	}
@@ -495,7 +504,7 @@ static int cmd_events(struct ctl *ctl)
 {
 	bool follow = ctl->res->set[OPT_FOLLOW];
 	long long deadline = -1;
-	char *err = NULL;
+	struct error *err = NULL;
 	json_t *ev;
 
 	if (ctl->res->set[OPT_TIMEOUT])
@@ -515,7 +524,7 @@ static int cmd_events(struct ctl *ctl)
 			ev = qmp_client_recv(ctl->qmp, wait, &err);
 		if (!ev) {
 			if (err)
-				ctl_exitx(EXIT_FAILED, "%s", err);
+				ctl_exitx(EXIT_FAILED, "%s", err->msg);
 			if (follow)
 				return EXIT_OK;
 			ctl_exitx(EXIT_FAILED, "no event within %s seconds",

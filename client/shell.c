@@ -108,9 +108,8 @@ out:
 /* Run one line; -1 when the session is gone. */
 static int shell_line(struct shell *sh, const char *line)
 {
-	char *err = NULL;
+	struct error *err = NULL;
 	json_t *req, *reply;
-
 	char *trimmed;
 	size_t len;
 
@@ -136,8 +135,8 @@ static int shell_line(struct shell *sh, const char *line)
 	json_decref(req);
 	print_events(sh);
 	if (!reply) {
-		print_error(sh, err ? err : "no reply");
-		free(err);
+		print_error(sh, err ? err->msg : "no reply");
+		error_free(err);
 		return -1;
 	}
 	print_json(sh, reply);
@@ -232,7 +231,7 @@ static int shell_input(struct shell *sh)
  */
 static int shell_socket(struct shell *sh)
 {
-	char *err = NULL;
+	struct error *err = NULL;
 	json_t *msg;
 
 	while ((msg = qmp_client_recv(sh->qmp, 0, &err))) {
@@ -241,13 +240,13 @@ static int shell_socket(struct shell *sh)
 		json_decref(msg);
 	}
 	if (err) {
-		bool expected = sh->quit_sent && sh->qmp->closed;
+		bool expected = sh->quit_sent && qmp_client_closed(sh->qmp);
 
 		if (!expected)
-			print_error(sh, err);
+			print_error(sh, err->msg);
 		else if (sh->tty)
 			line_edit_hide(&sh->le);
-		free(err);
+		error_free(err);
 		return expected ? 1 : -1;
 	}
 	if (sh->tty)
@@ -264,7 +263,7 @@ int shell_run(struct qmp_client *c, bool json, bool quiet)
 	sh.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 	if (sh.tty && !quiet) {
 		const char *pkg = json_string_value(json_object_get(
-			json_object_get(json_object_get(c->greeting, "QMP"), "version"),
+			json_object_get(json_object_get(qmp_client_greeting(c), "QMP"), "version"),
 			"package"));
 
 		printf("Welcome to the exportd QMP shell (connected to %s).\n"
@@ -292,12 +291,12 @@ int shell_run(struct qmp_client *c, bool json, bool quiet)
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = STDIN_FILENO, .events = POLLIN },
-			{ .fd = c->fd, .events = POLLIN },
+			{ .fd = qmp_client_fd(c), .events = POLLIN },
 		};
 		int r;
 
 		/* Messages that came with the last reply are not seen by poll(). */
-		if (qmp_client_has_buffered(c) || json_array_size(c->events)) {
+		if (qmp_client_has_pending(c)) {
 			print_events(&sh);
 			r = shell_socket(&sh);
 			if (r < 0)
