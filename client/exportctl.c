@@ -489,11 +489,28 @@ static int cmd_nodes(struct ctl *ctl)
 	return EXIT_OK;
 }
 
+/*
+ * Both versions; exportctl's own is shown even when the daemon is not
+ * running (then exit 1, saying so), as that is when one asks.
+ */
 static int cmd_version(struct ctl *ctl)
 {
+	enum qmp_connect_error why;
+	struct error *err = NULL;
 	json_t *info;
 
-	ctl_connect(ctl);
+	ctl->qmp = qmp_client_connect(ctl->socket, GREETING_TIMEOUT_MS,
+				      ctl->res->set[OPT_VERBOSE], &why, &err);
+	if (!ctl->qmp || qmp_client_negotiate(ctl->qmp, &err) < 0) {
+		ctl->out->version(NULL);
+		fflush(stdout);
+		if (why == QMP_CONNECT_NOT_RUNNING)
+			fprintf(stderr, "exportd is not running on %s\n", ctl->socket);
+		else
+			ctl_warnx("%s", err->msg);
+		error_free(err);
+		return EXIT_FAILED;
+	}
 	info = qmp_must(ctl, "query-version", NULL);
 	ctl->out->version(info);
 	json_decref(info);
@@ -591,7 +608,8 @@ static int cmd_shell(struct ctl *ctl)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: exportctl [--json] [--socket PATH] [-q] [-v] COMMAND [ARGS]\n");
+	fprintf(out, "usage: exportctl [--json] [--socket PATH] [-q] [-v] COMMAND [ARGS]\n"
+		     "       exportctl --version\n");
 	parse_show_commands(out);
 	fprintf(out, "Commands may be abbreviated; 'exportctl help COMMAND' "
 		"shows a command's options.\n");
@@ -628,9 +646,13 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "(exportctl help [COMMAND] shows the usage)\n");
 		return EXIT_USAGE;
 	}
-	if (res.action == CTL_NONE) {
+	if (res.action == CTL_NONE && !res.set[OPT_VERSION]) {
 		usage(stderr);
 		return EXIT_USAGE;
+	}
+	if (res.set[OPT_VERSION] && res.action != CTL_HELP) {
+		printf("exportctl %s\n", EXPORTD_VERSION);
+		return EXIT_OK;
 	}
 	output_quiet = res.set[OPT_QUIET];
 	ctl.out = res.set[OPT_JSON] ? &output_json : &output_text;

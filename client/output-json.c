@@ -38,6 +38,8 @@ static void json_nodes(json_t *nodes)
 
 static void json_version(json_t *info)
 {
+	if (!info)
+		return;		/* no daemon: the error on stderr says so */
 	json_print(info, JSON_INDENT(2));
 }
 

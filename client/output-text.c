@@ -344,6 +344,8 @@ static void text_version(json_t *info)
 	json_t *q = json_object_get(info, "qemu");
 
 	printf("exportctl %s\n", EXPORTD_VERSION);
+	if (!info)
+		return;		/* no daemon to ask */
 	printf("daemon    %s (QMP of QEMU %" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT
 	       ".%" JSON_INTEGER_FORMAT ")\n",
 	       json_string_value(json_object_get(info, "package")) ?: "?",

@@ -20,7 +20,7 @@ struct output {
 	/* x-query-export-stats of one export (a list of one). */
 	void (*stats)(json_t *stats);
 	void (*nodes)(json_t *nodes);
-	/* query-version of the daemon. */
+	/* query-version of the daemon; NULL: only exportctl's own. */
 	void (*version)(json_t *info);
 	/* What add made: {id, mountpoint, node-name, format?, image?}. */
 	void (*added)(json_t *added);

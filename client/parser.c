@@ -22,6 +22,8 @@ const struct ctl_option ctl_options[] = {
 	{ OPT_VERBOSE, "verbose", 'v', ARG_NONE, NULL, NULL, NULL,
 	  "show the QMP traffic on stderr" },
 	{ OPT_HELP, "help", 'h', ARG_NONE, NULL, NULL, NULL, "show this help" },
+	{ OPT_VERSION, "version", 'V', ARG_NONE, NULL, NULL, NULL,
+	  "print exportctl's version and exit (the command 'version' asks the daemon too)" },
 	{ OPT_FUSE, "fuse", 0, ARG_NONE, NULL, NULL, NULL,
 	  "a FUSE export (the only type, and the default)" },
 	{ OPT_MOUNTPOINT, "mountpoint", 0, ARG_REQUIRED, "PATH", NULL, NULL,
@@ -54,15 +56,15 @@ const struct ctl_option ctl_options[] = {
 	  "keep printing events until interrupted" },
 	{ OPT_TIMEOUT, "timeout", 0, ARG_REQUIRED, "SECONDS", NULL, NULL,
 	  "give up waiting after SECONDS" },
-	/* list -v: a command's own short option wins over the global one. */
-	{ OPT_STATS, "stats", 'v', ARG_NONE, NULL, NULL, NULL,
+	/* No short name: -v is --verbose everywhere, whatever the command. */
+	{ OPT_STATS, "stats", 0, ARG_NONE, NULL, NULL, NULL,
 	  "add I/O statistics columns (requests and bytes read and written)" },
 	{ OPT__COUNT, NULL, 0, ARG_NONE, NULL, NULL, NULL, NULL },
 };
 
 /* Accepted before the command and among any command's options. */
 static const enum ctl_opt global_opts[] = {
-	OPT_JSON, OPT_SOCKET, OPT_QUIET, OPT_VERBOSE, OPT_HELP, OPT__COUNT
+	OPT_JSON, OPT_SOCKET, OPT_QUIET, OPT_VERBOSE, OPT_HELP, OPT_VERSION, OPT__COUNT
 };
 static const enum ctl_opt add_opts[] = {
 	OPT_FUSE, OPT_MOUNTPOINT, OPT_IMAGE, OPT_NODE, OPT_FORMAT, OPT_WRITABLE,
