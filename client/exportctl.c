@@ -18,7 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "created-files.h"
 #include "ctl-util.h"
+#include "explain.h"
 #include "output.h"
 #include "parser.h"
 #include "probe.h"
@@ -38,6 +40,7 @@ struct ctl {
 	const struct output *out;
 	char *socket;
 	struct qmp_client *qmp;
+	json_t *error;		/* {"class", "desc"} of the last command that failed */
 };
 
 /* The daemon's default, as exportd computes it (see exportd.8). */
@@ -92,6 +95,8 @@ static json_t *qmp_try(struct ctl *ctl, const char *cmd, json_t *args, char **er
 	desc = qmp_reply_error(reply);
 	if (desc) {
 		*errp = ctl_xstrdup(desc);
+		json_decref(ctl->error);
+		ctl->error = json_incref(json_object_get(reply, "error"));
 		json_decref(reply);
 		return NULL;
 	}
@@ -100,14 +105,42 @@ static json_t *qmp_try(struct ctl *ctl, const char *cmd, json_t *args, char **er
 	return ret ? ret : json_object();
 }
 
+/*
+ * Tell a failure: the daemon's error as JSON on stdout (--json), then
+ * "exportctl: msg" on stderr.
+ */
+static void ctl_report(struct ctl *ctl, const char *msg)
+{
+	if (ctl->error) {
+		ctl->out->error(ctl->error);
+		fflush(stdout);
+		json_decref(ctl->error);
+		ctl->error = NULL;
+	}
+	ctl_warnx("%s", msg);
+}
+
+/* Report err in exportctl's terms where it can (explain.c), and free it. */
+static void ctl_report_explained(struct ctl *ctl, char *err,
+				 const struct explain_context *cx)
+{
+	char *msg = explain_error(err, cx);
+
+	ctl_report(ctl, msg);
+	free(msg);
+	free(err);
+}
+
 /* Run a command whose failure ends exportctl: "exportctl: <desc>", exit 1. */
 static json_t *qmp_must(struct ctl *ctl, const char *cmd, json_t *args)
 {
 	char *err = NULL;
 	json_t *ret = qmp_try(ctl, cmd, args, &err);
 
-	if (!ret)
-		ctl_exitx(EXIT_FAILED, "%s", err);
+	if (!ret) {
+		ctl_report(ctl, err);
+		exit(EXIT_FAILED);
+	}
 	return ret;
 }
 
@@ -255,18 +288,90 @@ static const char *add_probe_format(const char *image)
 	return pi.format;	/* a string constant: pi holds nothing else */
 }
 
+/* The nodes add made for an export, to roll back or to delete with it. */
+struct add_nodes {
+	char *file_node, *fmt_node;	/* names, NULL when not made */
+};
+
+/*
+ * The image-to-nodes step of add: the protocol node that opens image (a
+ * file or a block device) and the format node on it, named ID-file and
+ * ID-fmt (del removes them by these names).  Returns the node to export,
+ * or NULL with *errp (the daemon's text); what was made is in *made.
+ */
+static const char *add_image_nodes(struct ctl *ctl, const char *id, const char *image,
+				   const char *format, bool writable,
+				   struct add_nodes *made, char **errp)
+{
+	char *file_node = ctl_xasprintf("%s-file", id);
+	char *fmt_node = ctl_xasprintf("%s-fmt", id);
+	struct stat st;
+	json_t *args, *ret;
+
+	args = json_pack("{s:s, s:s, s:s, s:b}",
+			 "driver", stat(image, &st) == 0 && S_ISBLK(st.st_mode) ?
+				   "host_device" : "file",
+			 "node-name", file_node, "filename", image,
+			 "read-only", !writable);
+	ret = qmp_try(ctl, "blockdev-add", args, errp);
+	if (!ret)
+		goto fail;
+	json_decref(ret);
+	made->file_node = file_node;
+	file_node = NULL;
+	args = json_pack("{s:s, s:s, s:s, s:b}", "driver", format,
+			 "node-name", fmt_node, "file", made->file_node,
+			 "read-only", !writable);
+	ret = qmp_try(ctl, "blockdev-add", args, errp);
+	if (!ret)
+		goto fail;
+	json_decref(ret);
+	made->fmt_node = fmt_node;
+	return made->fmt_node;
+fail:
+	free(file_node);
+	free(fmt_node);
+	return NULL;
+}
+
+/* block-export-add of node at mountpoint, with add's options. */
+static int add_export(struct ctl *ctl, const char *id, const char *node,
+		      const char *mountpoint, bool writable, char **errp)
+{
+	struct parse_result *res = ctl->res;
+	json_t *args, *ret;
+
+	args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "fuse", "id", id,
+			 "node-name", node, "mountpoint", mountpoint, "writable", writable);
+	if (res->set[OPT_GROWABLE])
+		json_object_set_new(args, "growable", json_true());
+	if (res->set[OPT_ALLOW_OTHER])
+		json_object_set_new(args, "allow-other",
+				    json_string(res->value[OPT_ALLOW_OTHER]));
+	if (res->set[OPT_PASSTHROUGH])
+		json_object_set_new(args, "passthrough",
+				    json_string(res->value[OPT_PASSTHROUGH]));
+	if (res->set[OPT_IO_URING])
+		json_object_set_new(args, "io-uring", json_true());
+	ret = qmp_try(ctl, "block-export-add", args, errp);
+	if (!ret)
+		return -1;
+	json_decref(ret);
+	return 0;
+}
+
 static int cmd_add(struct ctl *ctl)
 {
 	struct parse_result *res = ctl->res;
 	bool writable = res->set[OPT_WRITABLE];
 	char *mountpoint = absolute_path(res->value[OPT_MOUNTPOINT]);
 	char *image = NULL, *id, *err = NULL;
-	char *file_node = NULL, *fmt_node = NULL;
+	struct add_nodes made = { NULL, NULL };
 	const char *format = NULL, *node;
 	const char *created = NULL;
-	json_t *exports, *nodes, *args, *ret, *added;
-	struct stat st;
-	bool made_file = false, made_fmt = false;
+	json_t *exports, *nodes, *added;
+	struct stat st, created_st;
+	int status = EXIT_OK;
 
 	if (res->set[OPT_ID] && !name_wellformed(res->value[OPT_ID])) {
 		ctl_warnx("invalid --id '%s': use a letter, then letters, digits, '-', '.', '_'",
@@ -301,8 +406,6 @@ static int cmd_add(struct ctl *ctl)
 	nodes = qmp_must(ctl, "query-named-block-nodes", NULL);
 	id = res->set[OPT_ID] ? ctl_xstrdup(res->value[OPT_ID]) :
 	     derive_id(mountpoint, exports, nodes);
-	json_decref(exports);
-	json_decref(nodes);
 
 	/* A missing mountpoint is created; the daemon checks everything else. */
 	if (lstat(mountpoint, &st) < 0 && errno == ENOENT) {
@@ -311,52 +414,32 @@ static int cmd_add(struct ctl *ctl)
 		if (fd < 0)
 			ctl_exitx(EXIT_FAILED, "cannot create mountpoint file '%s': %s",
 				  mountpoint, strerror(errno));
+		if (fstat(fd, &created_st) < 0)
+			ctl_exitx(EXIT_FAILED, "cannot stat '%s': %s", mountpoint,
+				  strerror(errno));
 		close(fd);
 		created = mountpoint;
 	}
 
-	if (image) {
-		file_node = ctl_xasprintf("%s-file", id);
-		fmt_node = ctl_xasprintf("%s-fmt", id);
-		args = json_pack("{s:s, s:s, s:s, s:b}",
-				 "driver", stat(image, &st) == 0 && S_ISBLK(st.st_mode) ?
-					   "host_device" : "file",
-				 "node-name", file_node, "filename", image,
-				 "read-only", !writable);
-		ret = qmp_try(ctl, "blockdev-add", args, &err);
-		if (!ret)
-			goto fail;
-		json_decref(ret);
-		made_file = true;
-		args = json_pack("{s:s, s:s, s:s, s:b}", "driver", format,
-				 "node-name", fmt_node, "file", file_node,
-				 "read-only", !writable);
-		ret = qmp_try(ctl, "blockdev-add", args, &err);
-		if (!ret)
-			goto fail;
-		json_decref(ret);
-		made_fmt = true;
-		node = fmt_node;
-	} else {
-		node = res->value[OPT_NODE];
-	}
+	node = image ? add_image_nodes(ctl, id, image, format, writable, &made, &err) :
+	       res->value[OPT_NODE];
+	if (!node || add_export(ctl, id, node, mountpoint, writable, &err) < 0) {
+		struct explain_context cx = { .id = id, .image = image, .nodes = nodes,
+					      .exports = exports };
 
-	args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "fuse", "id", id,
-			 "node-name", node, "mountpoint", mountpoint, "writable", writable);
-	if (res->set[OPT_GROWABLE])
-		json_object_set_new(args, "growable", json_true());
-	if (res->set[OPT_ALLOW_OTHER])
-		json_object_set_new(args, "allow-other",
-				    json_string(res->value[OPT_ALLOW_OTHER]));
-	if (res->set[OPT_PASSTHROUGH])
-		json_object_set_new(args, "passthrough",
-				    json_string(res->value[OPT_PASSTHROUGH]));
-	if (res->set[OPT_IO_URING])
-		json_object_set_new(args, "io-uring", json_true());
-	ret = qmp_try(ctl, "block-export-add", args, &err);
-	if (!ret)
-		goto fail;
-	json_decref(ret);
+		add_rollback(ctl, made.fmt_node, made.file_node, created);
+		ctl_report_explained(ctl, err, &cx);
+		status = EXIT_FAILED;
+		goto out;
+	}
+	/* del removes the file it created; failing to note it only keeps the file. */
+	if (!created)
+		created_file_forget(ctl->socket, id);
+	else if (created_file_note(ctl->socket, id, created, created_st.st_dev,
+					 created_st.st_ino, &err) < 0) {
+		ctl_warnx("%s: 'exportctl del %s' will leave the mountpoint file", err, id);
+		free(err);
+	}
 
 	added = json_pack("{s:s, s:s, s:s, s:b}", "id", id, "mountpoint", mountpoint,
 			  "node-name", node, "created-mountpoint", created != NULL);
@@ -366,30 +449,22 @@ static int cmd_add(struct ctl *ctl)
 	}
 	ctl->out->added(added);
 	json_decref(added);
+out:
+	json_decref(exports);
+	json_decref(nodes);
 	free(id);
 	free(image);
 	free(mountpoint);
-	free(file_node);
-	free(fmt_node);
-	return EXIT_OK;
-
-fail:
-	add_rollback(ctl, made_fmt ? fmt_node : NULL, made_file ? file_node : NULL, created);
-	ctl_warnx("%s", err);
-	free(err);
-	free(id);
-	free(image);
-	free(mountpoint);
-	free(file_node);
-	free(fmt_node);
-	return EXIT_FAILED;
+	free(made.file_node);
+	free(made.fmt_node);
+	return status;
 }
 
 static int cmd_del(struct ctl *ctl)
 {
 	const char *id = ctl->res->argv[0];
 	int timeout = DEL_TIMEOUT_MS;
-	char *err = NULL, *fmt_node, *file_node;
+	char *err = NULL, *fmt_node, *file_node, *removed;
 	struct error *wait_err = NULL;
 	const char *node = NULL;
 	json_t *exports, *e, *ev, *ret, *nodes, *match;
@@ -404,9 +479,16 @@ static int cmd_del(struct ctl *ctl)
 		if (!strcmp(json_string_value(json_object_get(e, "id")) ?: "", id))
 			node = json_string_value(json_object_get(e, "node-name"));
 
-	ret = qmp_must(ctl, "block-export-del",
-		       json_pack("{s:s, s:s}", "id", id, "mode",
-				 ctl->res->set[OPT_HARD] ? "hard" : "safe"));
+	ret = qmp_try(ctl, "block-export-del",
+		      json_pack("{s:s, s:s}", "id", id, "mode",
+				ctl->res->set[OPT_HARD] ? "hard" : "safe"), &err);
+	if (!ret) {
+		struct explain_context cx = { .id = id, .exports = exports };
+
+		ctl_report_explained(ctl, err, &cx);
+		json_decref(exports);
+		return EXIT_FAILED;
+	}
 	json_decref(ret);
 	match = json_pack("{s:s}", "id", id);
 	ev = qmp_client_wait_event(ctl->qmp, "BLOCK_EXPORT_DELETED", match, timeout,
@@ -442,7 +524,14 @@ static int cmd_del(struct ctl *ctl)
 		}
 		json_decref(nodes);
 	}
-	ctl->out->deleted(ev);
+	removed = created_file_remove(ctl->socket, id, &err);
+	if (err) {
+		ctl_warnx("export '%s' is deleted, but %s", id, err);
+		free(err);
+		status = EXIT_FAILED;
+	}
+	ctl->out->deleted(ev, removed);
+	free(removed);
 	json_decref(ev);
 	json_decref(exports);
 	free(fmt_node);

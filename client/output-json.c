@@ -96,14 +96,29 @@ static void json_qmp_return(json_t *value)
 	json_print(value, JSON_INDENT(2));
 }
 
+static void json_deleted(json_t *event, const char *removed_mountpoint)
+{
+	(void)removed_mountpoint;	/* the event as the daemon sent it */
+	json_print(event, JSON_INDENT(2));
+}
+
+static void json_error(json_t *error)
+{
+	json_t *wrapped = json_pack("{s:O}", "error", error);
+
+	json_print(wrapped, JSON_INDENT(2));
+	json_decref(wrapped);
+}
+
 const struct output output_json = {
 	.exports = json_exports,
 	.stats = json_stats,
 	.nodes = json_nodes,
 	.version = json_version,
 	.added = json_added,
-	.deleted = json_event,
+	.deleted = json_deleted,
 	.event = json_event,
 	.schema = json_schema,
 	.qmp_return = json_qmp_return,
+	.error = json_error,
 };

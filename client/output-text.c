@@ -372,11 +372,14 @@ static void text_added(json_t *added)
 	printf("\nid: %s\nmountpoint: %s\n", id, mp);
 }
 
-static void text_deleted(json_t *event)
+static void text_deleted(json_t *event, const char *removed_mountpoint)
 {
-	if (!output_quiet)
-		printf("deleted export %s\n",
-		       json_string_value(json_object_get(json_object_get(event, "data"), "id")));
+	if (output_quiet)
+		return;
+	printf("deleted export %s\n",
+	       json_string_value(json_object_get(json_object_get(event, "data"), "id")));
+	if (removed_mountpoint)
+		printf("removed mountpoint file %s\n", removed_mountpoint);
 }
 
 static void text_event(json_t *event)
@@ -555,6 +558,11 @@ static void text_qmp_return(json_t *value)
 	free(s);
 }
 
+static void text_error(json_t *error)
+{
+	(void)error;	/* the message on stderr says it all */
+}
+
 const struct output output_text = {
 	.exports = text_exports,
 	.stats = text_stats,
@@ -565,4 +573,5 @@ const struct output output_text = {
 	.event = text_event,
 	.schema = text_schema,
 	.qmp_return = text_qmp_return,
+	.error = text_error,
 };

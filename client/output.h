@@ -24,13 +24,21 @@ struct output {
 	void (*version)(json_t *info);
 	/* What add made: {id, mountpoint, node-name, format?, image?}. */
 	void (*added)(json_t *added);
-	/* The BLOCK_EXPORT_DELETED event that ended a del. */
-	void (*deleted)(json_t *event);
+	/*
+	 * The BLOCK_EXPORT_DELETED event that ended a del, and the mountpoint
+	 * file that add had created and del removed (NULL: none).
+	 */
+	void (*deleted)(json_t *event, const char *removed_mountpoint);
 	void (*event)(json_t *event);
 	/* query-qmp-schema; command is NULL for the list of all commands. */
 	void (*schema)(json_t *schema, const char *command);
 	/* The return value of a raw QMP command. */
 	void (*qmp_return)(json_t *value);
+	/*
+	 * The daemon's {"class", "desc"} of a command that failed, before the
+	 * message on stderr: scripts read it from stdout with --json.
+	 */
+	void (*error)(json_t *error);
 };
 
 extern const struct output output_text;

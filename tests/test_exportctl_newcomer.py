@@ -2,6 +2,7 @@
 friction found by following the README and the man pages, each against a
 real daemon (or none, where "no daemon" is the point)."""
 
+import json
 import os
 import subprocess
 
@@ -35,3 +36,94 @@ def test_version_without_a_daemon_shows_exportctl_and_says_why_it_fails(tmp_path
     assert r.returncode == 1
     assert r.stdout == f"exportctl {VERSION}\n"
     assert r.stderr == f"exportd is not running on {sock}\n"
+
+
+# ---- item 7: errors in exportctl's terms, the daemon's text kept; --json errors ----
+
+def test_add_with_a_taken_id_says_so_in_exportctl_terms(daemon, fuse, tmp_path, raw_image):
+    ok(daemon, "add", "--mountpoint", str(tmp_path / "a.raw"), "--image", raw_image,
+       "--id", "b")
+    other = tmp_path / "other.img"
+    other.write_bytes(b"\0" * 65536)
+    r = exportctl(daemon, "add", "--mountpoint", str(tmp_path / "b.raw"), "--image",
+                  str(other), "--id", "b")
+    assert r.returncode == 1
+    assert r.stderr == ("exportctl: export id 'b' is taken: its node names are in use "
+                        "(give another --id; exportctl nodes lists them) (exportd: "
+                        "Duplicate nodes with node-name='b-file')\n")
+    assert not (tmp_path / "b.raw").exists(), "the mountpoint add created is removed again"
+    ok(daemon, "del", "b")
+
+
+def test_del_of_an_open_export_names_the_hard_flag(daemon, fuse, tmp_path, raw_image):
+    mp = tmp_path / "busy.raw"
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image)
+    fd = os.open(mp, os.O_RDONLY)
+    try:
+        r = exportctl(daemon, "del", "busy")
+        assert r.returncode == 1
+        assert r.stderr.startswith("exportctl: export 'busy' is still open: close its "
+                                   "file, or give --hard to remove it anyway (exportd: ")
+        assert "mode=hard" in r.stderr, "the daemon's own text is kept after ours"
+    finally:
+        os.close(fd)
+    ok(daemon, "del", "busy")
+
+
+def test_second_writable_export_of_an_image_names_the_first(daemon, fuse, tmp_path,
+                                                            raw_image):
+    ok(daemon, "add", "--mountpoint", str(tmp_path / "one.raw"), "--image", raw_image,
+       "--writable", "--id", "one")
+    r = exportctl(daemon, "add", "--mountpoint", str(tmp_path / "two.raw"), "--image",
+                  raw_image, "--writable", "--id", "two")
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"exportctl: '{raw_image}' is already exported by this "
+                               "daemon, as export 'one' (exportd: Failed to get ")
+    ok(daemon, "del", "one")
+
+
+def test_json_errors_go_to_stdout_as_the_daemons_json(daemon):
+    r = exportctl(daemon, "--json", "stats", "nope")
+    assert r.returncode == 1
+    assert json.loads(r.stdout) == {"error": {"class": "GenericError",
+                                              "desc": "Export 'nope' is not found"}}
+    assert r.stderr == "exportctl: Export 'nope' is not found\n"
+
+
+# ---- item 9: del removes the mountpoint file add created, and only that ----
+
+def test_del_removes_the_mountpoint_file_add_created(daemon, fuse, tmp_path, raw_image):
+    mp = tmp_path / "made.raw"
+    r = ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image)
+    assert f"created mountpoint file {mp}" in r.stdout
+    r = ok(daemon, "del", "made")
+    assert r.stdout == f"deleted export made\nremoved mountpoint file {mp}\n"
+    assert not mp.exists()
+
+
+def test_del_keeps_a_mountpoint_file_that_was_there_before(daemon, fuse, tmp_path,
+                                                          raw_image):
+    mp = tmp_path / "mine.raw"
+    mp.touch()
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image)
+    r = ok(daemon, "del", "mine")
+    assert r.stdout == "deleted export mine\n"
+    assert mp.exists()
+
+
+def test_del_keeps_a_file_put_where_an_earlier_add_created_one(daemon, qmp, fuse,
+                                                              tmp_path, raw_image):
+    mp = tmp_path / "swap.raw"
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image, "--id", "swap")
+    # Another client removes the export behind exportctl's back...
+    qmp.cmd("block-export-del", id="swap")
+    qmp.wait_event("BLOCK_EXPORT_DELETED", match={"id": "swap"})
+    for node in ("swap-fmt", "swap-file"):
+        qmp.cmd("blockdev-del", **{"node-name": node})
+    # ...and the user puts a file of their own there and exports it again.
+    mp.unlink()
+    mp.touch()
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image, "--id", "swap")
+    r = ok(daemon, "del", "swap")
+    assert r.stdout == "deleted export swap\n"
+    assert mp.exists()
