@@ -682,6 +682,11 @@ static int cmd_qmp(struct ctl *ctl)
 	if (json_object_size(args) == 0) {
 		json_decref(args);
 		args = NULL;
+	} else {
+		json_t *typed = qmp_args_typed(ctl->res->argv[0], args);
+
+		json_decref(args);
+		args = typed;
 	}
 	ret = qmp_must(ctl, ctl->res->argv[0], args);
 	ctl->out->qmp_return(ret);

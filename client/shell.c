@@ -91,9 +91,9 @@ static json_t *line_request(struct shell *sh, const char *line)
 		req = json_object();
 		json_object_set_new(req, "execute", json_string(words[0]));
 		if (json_object_size(args))
-			json_object_set_new(req, "arguments", args);
-		else
-			json_decref(args);
+			json_object_set_new(req, "arguments",
+					    qmp_args_typed(words[0], args));
+		json_decref(args);
 	}
 	while (n > 0)
 		free(words[--n]);

@@ -381,8 +381,8 @@ json_t *schema_validate_type(const struct schema *s, const char *type, json_t *v
 	return out;
 }
 
-json_t *schema_validate_command(const struct schema *s, const char *command, json_t *args,
-				struct error **errp)
+static json_t *validate_command(const struct schema *s, const char *command, json_t *args,
+				bool keyval, struct error **errp)
 {
 	json_t *def = json_object_get(s->commands, command);
 	json_t *data = json_object_get(def, "data");
@@ -397,12 +397,12 @@ json_t *schema_validate_command(const struct schema *s, const char *command, jso
 			out = NULL;
 		}
 	} else if (json_is_string(data)) {
-		out = schema_validate_type(s, json_string_value(data), args, false, errp);
+		out = schema_validate_type(s, json_string_value(data), args, keyval, errp);
 	} else {
 		json_t *known = json_object();
 
 		out = json_object();
-		if (validate_members(s, data, args, out, known, "", false, errp) < 0 ||
+		if (validate_members(s, data, args, out, known, "", keyval, errp) < 0 ||
 		    check_unexpected(args, known, "", errp) < 0) {
 			json_decref(out);
 			out = NULL;
@@ -411,4 +411,16 @@ json_t *schema_validate_command(const struct schema *s, const char *command, jso
 	}
 	json_decref(empty);
 	return out;
+}
+
+json_t *schema_validate_command(const struct schema *s, const char *command, json_t *args,
+				struct error **errp)
+{
+	return validate_command(s, command, args, false, errp);
+}
+
+json_t *schema_validate_command_keyval(const struct schema *s, const char *command,
+				       json_t *args, struct error **errp)
+{
+	return validate_command(s, command, args, true, errp);
 }

@@ -127,3 +127,28 @@ def test_del_keeps_a_file_put_where_an_earlier_add_created_one(daemon, qmp, fuse
     r = ok(daemon, "del", "swap")
     assert r.stdout == "deleted export swap\n"
     assert mp.exists()
+
+
+# ---- item 8: key=value booleans as the daemon's own command line takes them ----
+
+@pytest.mark.parametrize("word,ro", [("on", True), ("yes", True), ("off", False),
+                                     ("no", False), ("true", True)])
+def test_qmp_key_value_takes_on_off_where_the_schema_says_boolean(daemon, qmp, word, ro):
+    ok(daemon, "qmp", "blockdev-add", "driver=null-co", "node-name=n", f"read-only={word}")
+    [node] = qmp.cmd("query-named-block-nodes")
+    assert node["ro"] is ro
+
+
+def test_shell_key_value_takes_on_where_the_schema_says_boolean(daemon, qmp):
+    r = exportctl(daemon, "shell", input="blockdev-add driver=null-co node-name=s "
+                  "read-only=on\n")
+    assert r.returncode == 0, r.stderr
+    assert [n["ro"] for n in qmp.cmd("query-named-block-nodes")] == [True]
+
+
+def test_qmp_key_value_a_bad_boolean_gets_the_daemons_error(daemon):
+    r = exportctl(daemon, "qmp", "blockdev-add", "driver=null-co", "node-name=n",
+                  "read-only=maybe")
+    assert r.returncode == 1
+    assert r.stderr == ("exportctl: Invalid parameter type for 'read-only', "
+                        "expected: boolean\n")
