@@ -536,7 +536,7 @@ def test_shell_reads_commands_from_stdin(daemon, qmp, raw_image):
         "",
     ])
     r = exportctl(daemon, "--json", "shell", input=lines)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, "no-such-command failed: a script's shell says so"
     replies = [json.loads(x) for x in r.stdout.splitlines()]
     assert replies[0]["return"] == qmp.cmd("query-version")
     assert replies[1] == {"return": {}}
@@ -546,7 +546,7 @@ def test_shell_reads_commands_from_stdin(daemon, qmp, raw_image):
 
 def test_shell_reports_bad_lines_and_goes_on(daemon):
     r = exportctl(daemon, "--json", "shell", input='{"broken\nquery-version novalue\nquery-version\n')
-    assert r.returncode == 0
+    assert r.returncode == 1, "bad lines are reported, the rest run, and the status says so"
     assert "error: invalid JSON" in r.stderr
     assert "error: expected KEY=VALUE" in r.stderr
     assert "return" in json.loads(r.stdout.splitlines()[-1])

@@ -4,12 +4,13 @@ real daemon (or none, where "no daemon" is the point)."""
 
 import json
 import os
+import signal
 import subprocess
 
 import pytest
 
 from harness import build_path
-from test_exportctl import exportctl, ok, fuse, raw_image  # noqa: F401 (fixtures)
+from test_exportctl import Pty, exportctl, ok, fuse, raw_image  # noqa: F401 (fixtures)
 
 VERSION = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "VERSION")).read().strip()
@@ -152,3 +153,59 @@ def test_qmp_key_value_a_bad_boolean_gets_the_daemons_error(daemon):
     assert r.returncode == 1
     assert r.stderr == ("exportctl: Invalid parameter type for 'read-only', "
                         "expected: boolean\n")
+
+
+# ---- item 6: the shell's own words, quit that asks, a script's exit status ----
+
+def test_shell_exit_leaves_without_running_the_rest(daemon):
+    r = exportctl(daemon, "--json", "shell", input="exit\nquery-version\n")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+def test_shell_help_says_what_to_type(daemon):
+    r = exportctl(daemon, "shell", input="help\n")
+    assert r.returncode == 0, r.stderr
+    assert "CommandNotFound" not in r.stdout
+    assert "query-commands" in r.stdout and "exit (or Ctrl-D)" in r.stdout
+
+
+def test_shell_script_exits_1_when_a_command_failed(daemon):
+    r = exportctl(daemon, "--json", "shell", input="query-version\nno-such-command\n")
+    assert r.returncode == 1
+    assert json.loads(r.stdout.splitlines()[1])["error"]["class"] == "CommandNotFound"
+
+
+def test_shell_bare_quit_with_exports_does_not_stop_the_daemon(daemon, qmp, fuse,
+                                                              tmp_path, raw_image):
+    ok(daemon, "add", "--mountpoint", str(tmp_path / "q.raw"), "--image", raw_image)
+    r = exportctl(daemon, "shell", input="quit\n")
+    assert r.returncode == 1
+    assert r.stderr == ("error: quit would stop exportd and unmount every export (q): "
+                        'send {"execute": "quit"} to mean it\n')
+    assert [e["id"] for e in qmp.cmd("query-block-exports")] == ["q"]
+    ok(daemon, "del", "q")
+
+
+def test_shell_quit_on_a_terminal_asks_and_no_keeps_the_daemon(daemon, qmp, fuse,
+                                                                tmp_path, raw_image):
+    ok(daemon, "add", "--mountpoint", str(tmp_path / "t.raw"), "--image", raw_image)
+    home = tmp_path / "home"
+    home.mkdir()
+    sh = Pty(daemon, home)
+    try:
+        sh.expect(b"(exportd) ")
+        sh.send(b"quit\r")
+        sh.expect(b"quit stops exportd and unmounts every export (t). Really quit? "
+                  b"Type y to confirm.")
+        sh.send(b"n\r")
+        sh.expect(b"(exportd) ")
+        assert [e["id"] for e in qmp.cmd("query-block-exports")] == ["t"]
+        sh.send(b"exit\r")
+        assert sh.wait() == 0
+    finally:
+        try:
+            os.kill(sh.pid, signal.SIGKILL)
+            os.waitpid(sh.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+    ok(daemon, "del", "t")
