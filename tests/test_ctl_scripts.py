@@ -144,6 +144,14 @@ def test_demo_runs_and_stops(tmp_path):
         assert "byte for byte the image's contents" in r.stdout
         assert re.search(r"^demo\s+\S+demo\.raw\s+demo-fmt\s+qcow2\s", r.stdout, re.M)
         assert str(demo_dir / "demo.raw") in fuse_mounts()
+        # The demo says how to reach its daemon, and a plain `exportctl list`
+        # then works (issue 16 item 2).
+        sock = demo_dir / "exportd.sock"
+        assert f"export EXPORTD_SOCKET={sock}\n" in r.stdout
+        plain = subprocess.run([build_path("exportctl"), "list"], capture_output=True,
+                               text=True, env=dict(os.environ, EXPORTD_SOCKET=str(sock)),
+                               timeout=30)
+        assert plain.returncode == 0 and "demo.raw" in plain.stdout, plain.stderr
         # A second start refuses while the first runs.
         again = subprocess.run([demo], capture_output=True, text=True, env=env, timeout=60)
         assert again.returncode == 1
