@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -539,9 +540,37 @@ static int cmd_del(struct ctl *ctl)
 	return status;
 }
 
+/* The terminal's width when stdout is one, else 0: a pipe gets whole cells. */
+static int terminal_width(void)
+{
+	struct winsize ws;
+
+	if (!isatty(STDOUT_FILENO) || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0 ||
+	    ws.ws_col == 0)
+		return 0;
+	return ws.ws_col;
+}
+
 static int cmd_list(struct ctl *ctl)
 {
 	json_t *exports, *nodes, *stats = NULL;
+
+	if (ctl->res->set[OPT_COLUMNS]) {
+		char *copy = ctl_xstrdup(ctl->res->value[OPT_COLUMNS]), *save = NULL;
+
+		for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+			if (output_list_column(w) < 0) {
+				ctl_warnx("list: unknown column '%s' in -o (valid: see "
+					  "'exportctl help list')", w);
+				free(copy);
+				return EXIT_USAGE;
+			}
+		}
+		free(copy);
+		output_columns = ctl->res->value[OPT_COLUMNS];
+	}
+	output_wide = ctl->res->set[OPT_WIDE];
+	output_width = terminal_width();
 
 	ctl_connect(ctl);
 	exports = qmp_must(ctl, "query-block-exports", NULL);

@@ -46,6 +46,14 @@ extern const struct output output_json;
 
 /* Set by -q: text output leaves out what was not asked for. */
 extern bool output_quiet;
+/* list: -o COLUMNS (comma-separated, NULL: the default set), --wide, and
+ * the terminal's width to fit (0: no limit, output is not a terminal). */
+extern const char *output_columns;
+extern bool output_wide;
+extern int output_width;
+/* The index of list's column name (any case), or -1; and its name. */
+int output_list_column(const char *name);
+const char *output_list_column_name(int c);
 
 /* The entry of schema named name, or NULL. */
 json_t *schema_find(json_t *schema, const char *name);

@@ -59,6 +59,12 @@ const struct ctl_option ctl_options[] = {
 	/* No short name: -v is --verbose everywhere, whatever the command. */
 	{ OPT_STATS, "stats", 0, ARG_NONE, NULL, NULL, NULL,
 	  "add I/O statistics columns (requests and bytes read and written)" },
+	{ OPT_WIDE, "wide", 'w', ARG_NONE, NULL, NULL, NULL,
+	  "every column, however wide, and why each export takes its data path" },
+	{ OPT_COLUMNS, "output", 'o', ARG_REQUIRED, "COLUMNS", NULL, NULL,
+	  "the columns to show, comma-separated, of: ID, MOUNTPOINT, NODE, FORMAT, "
+	  "IMAGE, SIZE, MODE, WRITABLE, GROWABLE, ALLOW-OTHER, DATA-PATH, OPEN, RD-OPS, "
+	  "RD-BYTES, WR-OPS, WR-BYTES" },
 	{ OPT__COUNT, NULL, 0, ARG_NONE, NULL, NULL, NULL, NULL },
 };
 
@@ -73,7 +79,7 @@ static const enum ctl_opt add_opts[] = {
 };
 static const enum ctl_opt del_opts[] = { OPT_HARD, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt events_opts[] = { OPT_FOLLOW, OPT_TIMEOUT, OPT__COUNT };
-static const enum ctl_opt list_opts[] = { OPT_STATS, OPT__COUNT };
+static const enum ctl_opt list_opts[] = { OPT_STATS, OPT_WIDE, OPT_COLUMNS, OPT__COUNT };
 static const enum ctl_opt no_opts[] = { OPT__COUNT };
 
 const struct ctl_command ctl_commands[] = {
@@ -413,23 +419,45 @@ int parse_command_line(int argc, char *const argv[], struct parse_result *res,
 	return 0;
 }
 
+/* Help is laid out for an 80-column terminal, the narrowest one in use. */
+#define HELP_WIDTH 80
+#define HELP_COLUMN 32
+
+/*
+ * Print text from column at (where the cursor is), at HELP_COLUMN (on the
+ * next line if at is past it), wrapped at blanks to HELP_WIDTH.
+ */
+static void show_wrapped(FILE *out, int at, const char *text)
+{
+	if (at + 2 > HELP_COLUMN)
+		fprintf(out, "\n%*s", HELP_COLUMN, "");
+	else
+		fprintf(out, "%*s", HELP_COLUMN - at, "");
+	at = HELP_COLUMN;
+	while (*text) {
+		int word = (int)strcspn(text, " ");
+
+		if (at > HELP_COLUMN && at + 1 + word > HELP_WIDTH) {
+			fprintf(out, "\n%*s", HELP_COLUMN, "");
+			at = HELP_COLUMN;
+		} else if (at > HELP_COLUMN) {
+			fputc(' ', out);
+			at++;
+		}
+		fprintf(out, "%.*s", word, text);
+		at += word;
+		text += word;
+		text += strspn(text, " ");
+	}
+	fputc('\n', out);
+}
+
 void parse_show_commands(FILE *out)
 {
-	int width = 0;
-
-	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
-		int w = (int)(strlen(c->name) + 1 + strlen(c->synopsis));
-
-		if (w > width)
-			width = w;
-	}
 	fprintf(out, "valid commands:\n");
-	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
-		int w = (int)(strlen(c->name) + 1 + strlen(c->synopsis));
-
-		fprintf(out, "  %s %s%*s  %s\n", c->name, c->synopsis, width - w, "",
-			c->help);
-	}
+	for (const struct ctl_command *c = ctl_commands; c->name; c++)
+		show_wrapped(out, fprintf(out, "  %s%s%s", c->name, *c->synopsis ? " " : "",
+					  c->synopsis), c->help);
 }
 
 static void show_option(FILE *out, const struct ctl_option *o)
@@ -447,18 +475,24 @@ static void show_option(FILE *out, const struct ctl_option *o)
 		else if (o->arg == ARG_OPTIONAL)
 			snprintf(buf + n, sizeof(buf) - n, "[=%s]", o->argname);
 	}
-	fprintf(out, "  %-30s %s\n", buf, o->help);
+	show_wrapped(out, fprintf(out, "  %s", buf), o->help);
 }
 
 void parse_show_command(FILE *out, const struct ctl_command *cmd)
 {
-	fprintf(out, "usage: exportctl [options] %s", cmd->name);
+	int at = fprintf(out, "usage: exportctl [options] %s", cmd->name);
+	int indent = at - (int)strlen(cmd->name);
+
 	for (const enum ctl_opt *id = cmd->options; *id != OPT__COUNT; id++) {
 		const struct ctl_option *o = option_by_id(*id);
+		int len = (int)(strlen(o->name) + 5 +
+				(o->arg == ARG_NONE ? 0 : 1 + strlen(o->argname)));
 
-		fprintf(out, " [--%s%s%s]", o->name,
-			o->arg == ARG_NONE ? "" : " ",
-			o->arg == ARG_NONE ? "" : o->argname);
+		if (at + len > HELP_WIDTH)
+			at = fprintf(out, "\n%*s", indent, "") - 1;
+		at += fprintf(out, " [--%s%s%s]", o->name,
+			      o->arg == ARG_NONE ? "" : " ",
+			      o->arg == ARG_NONE ? "" : o->argname);
 	}
 	/* add's synopsis repeats its options: only show positional ones. */
 	if (*cmd->synopsis && *cmd->synopsis != '-')

@@ -51,6 +51,8 @@ enum ctl_opt {
 	OPT_FOLLOW,
 	OPT_TIMEOUT,
 	OPT_STATS,
+	OPT_WIDE,
+	OPT_COLUMNS,
 	OPT__COUNT,
 };
 

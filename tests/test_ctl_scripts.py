@@ -142,7 +142,7 @@ def test_demo_runs_and_stops(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         assert "Hello from exportd!" in r.stdout
         assert "byte for byte the image's contents" in r.stdout
-        assert re.search(r"^demo\s+\S+demo\.raw\s+demo-fmt\s+qcow2\s", r.stdout, re.M)
+        assert re.search(r"^demo\s+\S+demo\.raw\s+qcow2\s+64 MiB\s+ro\s", r.stdout, re.M)
         assert str(demo_dir / "demo.raw") in fuse_mounts()
         # The demo says how to reach its daemon, and a plain `exportctl list`
         # then works (issue 16 item 2).

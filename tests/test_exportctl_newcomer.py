@@ -2,10 +2,14 @@
 friction found by following the README and the man pages, each against a
 real daemon (or none, where "no daemon" is the point)."""
 
+import fcntl
 import json
 import os
+import pty
 import signal
+import struct
 import subprocess
+import termios
 
 import pytest
 
@@ -209,3 +213,83 @@ def test_shell_quit_on_a_terminal_asks_and_no_keeps_the_daemon(daemon, qmp, fuse
         except (ProcessLookupError, ChildProcessError):
             pass
     ok(daemon, "del", "t")
+
+
+# ---- item 4: list fits the terminal, numbers right, the open-handle count ----
+
+def run_on_terminal(daemon, args, columns=80):
+    """exportctl with stdout on a pseudo-terminal `columns` wide; its output."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = dict(os.environ)
+    env.pop("EXPORTD_SOCKET", None)
+    p = subprocess.Popen([build_path("exportctl"), "--socket", daemon.socket_path, *args],
+                         stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:     # EIO: the other end is closed
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    assert p.wait(timeout=30) == 0, p.stderr.read()
+    return out.decode().replace("\r\n", "\n")
+
+
+def test_list_fits_an_80_column_terminal_with_a_long_mountpoint(daemon, fuse, tmp_path,
+                                                                raw_image):
+    deep = tmp_path / ("a-rather-long-directory-name-" * 3) / "more" / "levels"
+    deep.mkdir(parents=True)
+    mp = deep / "vm1-export-with-a-long-name.raw"
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image, "--id", "long")
+    try:
+        for args in (["list"], ["list", "--stats"]):
+            out = run_on_terminal(daemon, args)
+            lines = out.splitlines()
+            assert all(len(ln) <= 80 for ln in lines), out
+            head, row = lines[0], lines[1]
+            assert head.split()[0] == "ID" and "OPEN" in head.split()
+            assert "..." in row and row.split()[1].endswith(".raw"), \
+                "a long path is shortened in the middle, keeping its end"
+        # A pipe gets whole cells, for scripts.
+        assert str(mp) in ok(daemon, "list").stdout
+    finally:
+        ok(daemon, "del", "long")
+
+
+def test_list_shows_open_handles_right_aligned(daemon, fuse, tmp_path, raw_image):
+    mp = tmp_path / "o.raw"
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image)
+    fds = [os.open(mp, os.O_RDONLY) for _ in range(12)]
+    try:
+        out = ok(daemon, "list", "-o", "id,size,open").stdout
+        assert out == "ID   SIZE  OPEN\no   4 MiB    12\n"
+    finally:
+        for fd in fds:
+            os.close(fd)
+    ok(daemon, "del", "o")
+
+
+def test_list_default_has_no_prose_under_the_table_and_wide_has_reasons(
+        daemon, fuse, tmp_path, raw_image):
+    ok(daemon, "add", "--mountpoint", str(tmp_path / "r.raw"), "--image", raw_image)
+    assert len(ok(daemon, "list").stdout.splitlines()) == 2
+    wide = ok(daemon, "list", "--wide").stdout.splitlines()
+    assert wide[2] == "" and wide[3].startswith("r: ")
+    ok(daemon, "del", "r")
+
+
+def test_list_unknown_column_is_a_usage_error(daemon):
+    r = exportctl(daemon, "list", "-o", "id,bogus")
+    assert r.returncode == 2
+    assert r.stderr.startswith("exportctl: list: unknown column 'bogus' in -o")
+
+
+def test_help_fits_an_80_column_terminal(daemon):
+    for cmd in ("--help", "help add", "help list", "help stats", "help del"):
+        out = ok(daemon, *cmd.split()).stdout
+        assert all(len(ln) <= 80 for ln in out.splitlines()), out
