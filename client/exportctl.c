@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "created-files.h"
@@ -28,6 +29,7 @@
 #include "qmp-args.h"
 #include "shell.h"
 #include "rpc/qmp-client.h"
+#include "rpc/xalloc.h"
 
 #define DEFAULT_SOCKET "/run/exportd/exportd.sock"
 #define DEL_TIMEOUT_MS 30000
@@ -584,15 +586,181 @@ static int cmd_list(struct ctl *ctl)
 	return EXIT_OK;
 }
 
+/* A positive number of seconds from an option, or exit 2 saying which. */
+static double option_seconds(struct ctl *ctl, enum ctl_opt opt, const char *name)
+{
+	const char *v = ctl->res->value[opt];
+	char *end;
+	double d = strtod(v, &end);
+
+	if (end == v || *end || !(d > 0) || d > 1e6) {
+		ctl_warnx("invalid --%s '%s': give a number of seconds above 0", name, v);
+		exit(EXIT_USAGE);
+	}
+	return d;
+}
+
+static void sleep_seconds(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * Per operation, the requests and bytes per second between two samples of
+ * one export's x-query-export-stats: {"id", "interval-s", "ops": {op:
+ * {"requests-per-s", "mib-per-s"}}}.
+ */
+static json_t *stats_rates(json_t *before, json_t *after, double seconds)
+{
+	json_t *ops_before = json_object_get(json_array_get(before, 0), "ops");
+	json_t *a = json_array_get(after, 0);
+	json_t *ops = json_object(), *o;
+	const char *op;
+
+	json_object_foreach(json_object_get(a, "ops"), op, o) {
+		json_t *b = json_object_get(ops_before, op);
+		double req = (double)(json_integer_value(json_object_get(o, "requests")) -
+				      json_integer_value(json_object_get(b, "requests")));
+		double bytes = (double)(json_integer_value(json_object_get(o, "bytes")) -
+					json_integer_value(json_object_get(b, "bytes")));
+
+		json_object_set_new(ops, op, json_pack("{s:f, s:f}",
+			"requests-per-s", req / seconds,
+			"mib-per-s", bytes / seconds / (1024.0 * 1024.0)));
+	}
+	return json_pack("{s:O, s:f, s:O?, s:o}", "id", json_object_get(a, "id"),
+			 "interval-s", seconds, "uncounted", json_object_get(a, "uncounted"),
+			 "ops", ops);
+}
+
 static int cmd_stats(struct ctl *ctl)
 {
-	json_t *stats;
+	json_t *stats, *args = json_pack("{s:s}", "id", ctl->res->argv[0]);
+	long count = -1;
+	double interval;
+
+	if (ctl->res->set[OPT_COUNT]) {
+		char *end;
+
+		count = strtol(ctl->res->value[OPT_COUNT], &end, 10);
+		if (*end || count < 1) {
+			ctl_warnx("invalid --count '%s': give a whole number above 0",
+				  ctl->res->value[OPT_COUNT]);
+			json_decref(args);
+			return EXIT_USAGE;
+		}
+		if (!ctl->res->set[OPT_INTERVAL]) {
+			ctl_warnx("stats: --count goes with --interval");
+			json_decref(args);
+			return EXIT_USAGE;
+		}
+	}
+	ctl_connect(ctl);
+	stats = qmp_must(ctl, "x-query-export-stats", json_incref(args));
+	if (!ctl->res->set[OPT_INTERVAL]) {
+		ctl->out->stats(stats);
+		json_decref(stats);
+		json_decref(args);
+		return EXIT_OK;
+	}
+	/* Rates over each interval, measured by the daemon's counters. */
+	interval = option_seconds(ctl, OPT_INTERVAL, "interval");
+	while (count < 0 || count-- > 0) {
+		long long start = ctl_now_ms();
+		json_t *next, *rates;
+
+		sleep_seconds(interval);
+		next = qmp_must(ctl, "x-query-export-stats", json_incref(args));
+		rates = stats_rates(stats, next, (double)(ctl_now_ms() - start) / 1000.0);
+		ctl->out->rates(rates);
+		fflush(stdout);
+		json_decref(rates);
+		json_decref(stats);
+		stats = next;
+	}
+	json_decref(stats);
+	json_decref(args);
+	return EXIT_OK;
+}
+
+static json_t *export_by_id(json_t *exports, const char *id)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(exports, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "id")) ?: "", id))
+			return e;
+	return NULL;
+}
+
+static int cmd_info(struct ctl *ctl)
+{
+	const char *id = ctl->res->argv[0];
+	json_t *exports, *nodes, *stats, *e;
 
 	ctl_connect(ctl);
-	stats = qmp_must(ctl, "x-query-export-stats",
-			 json_pack("{s:s}", "id", ctl->res->argv[0]));
-	ctl->out->stats(stats);
+	exports = qmp_must(ctl, "query-block-exports", NULL);
+	e = export_by_id(exports, id);
+	if (!e) {
+		json_decref(exports);
+		ctl_exitx(EXIT_FAILED, "no export '%s' (exportctl list shows them)", id);
+	}
+	nodes = qmp_must(ctl, "query-named-block-nodes", NULL);
+	stats = qmp_must(ctl, "x-query-export-stats", json_pack("{s:s}", "id", id));
+	ctl->out->info(e, nodes, json_array_get(stats, 0));
 	json_decref(stats);
+	json_decref(nodes);
+	json_decref(exports);
+	return EXIT_OK;
+}
+
+/*
+ * Until the export is gone (BLOCK_EXPORT_DELETED, or it is not there at
+ * all) or, with --mounted, until it exists: no event says that, so ask
+ * every 100 ms, which is what a person waiting at a prompt can tell.
+ */
+static int cmd_wait(struct ctl *ctl)
+{
+	const char *id = ctl->res->argv[0];
+	long long deadline = -1;
+	struct error *err = NULL;
+	json_t *exports, *match, *ev;
+	bool there;
+
+	if (ctl->res->set[OPT_TIMEOUT])
+		deadline = ctl_now_ms() +
+			   (long long)(option_seconds(ctl, OPT_TIMEOUT, "timeout") * 1000);
+	ctl_connect(ctl);
+	for (;;) {
+		exports = qmp_must(ctl, "query-block-exports", NULL);
+		there = export_by_id(exports, id) != NULL;
+		json_decref(exports);
+		if (!ctl->res->set[OPT_MOUNTED] || there)
+			break;
+		if (deadline >= 0 && ctl_now_ms() >= deadline)
+			ctl_exitx(EXIT_FAILED, "export '%s' does not exist after %s seconds",
+				  id, ctl->res->value[OPT_TIMEOUT]);
+		sleep_seconds(0.1);
+	}
+	if (ctl->res->set[OPT_MOUNTED] || !there)
+		return EXIT_OK;
+	/* Connected before the query: a deletion since then is a queued event. */
+	match = json_pack("{s:s}", "id", id);
+	ev = qmp_client_wait_event(ctl->qmp, "BLOCK_EXPORT_DELETED", match,
+				   deadline < 0 ? -1 : (int)MAX(deadline - ctl_now_ms(), 0),
+				   &err);
+	json_decref(match);
+	if (!ev) {
+		if (err)
+			ctl_exitx(EXIT_FAILED, "%s", err->msg);
+		ctl_exitx(EXIT_FAILED, "export '%s' still exists after %s seconds", id,
+			  ctl->res->value[OPT_TIMEOUT]);
+	}
+	json_decref(ev);
 	return EXIT_OK;
 }
 
@@ -794,6 +962,12 @@ int main(int argc, char *argv[])
 		break;
 	case CTL_STATS:
 		status = cmd_stats(&ctl);
+		break;
+	case CTL_INFO:
+		status = cmd_info(&ctl);
+		break;
+	case CTL_WAIT:
+		status = cmd_wait(&ctl);
 		break;
 	case CTL_NODES:
 		status = cmd_nodes(&ctl);

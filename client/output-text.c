@@ -36,8 +36,11 @@ static void table_add_row(struct table *t, const char *const *cols)
 	t->nrows++;
 }
 
-/* Print with columns padded to their widest cell; the last is not padded. */
-static void table_print(struct table *t)
+/*
+ * Print with columns padded to their widest cell; the last is not padded
+ * unless it is right-aligned, as columns from right_from on are (numbers).
+ */
+static void table_print_aligned(struct table *t, int right_from)
 {
 	size_t width[TABLE_MAX_COLS] = { 0 };
 
@@ -52,7 +55,10 @@ static void table_print(struct table *t)
 		for (int i = 0; i < t->ncols; i++) {
 			const char *cell = t->cells[r * t->ncols + i];
 
-			if (i == t->ncols - 1)
+			if (i >= right_from)
+				printf("%*s%s", (int)width[i], cell,
+				       i == t->ncols - 1 ? "\n" : "  ");
+			else if (i == t->ncols - 1)
 				printf("%s\n", cell);
 			else
 				printf("%-*s  ", (int)width[i], cell);
@@ -63,6 +69,11 @@ static void table_print(struct table *t)
 	free(t->cells);
 	t->cells = NULL;
 	t->nrows = 0;
+}
+
+static void table_print(struct table *t)
+{
+	table_print_aligned(t, t->ncols);
 }
 
 /* "512 B", "64 MiB", "1.5 GiB" into buf. */
@@ -486,6 +497,139 @@ static void text_stats(json_t *stats)
 		print_uncounted_footnote();
 }
 
+/* ---- info and rates ---- */
+
+#define INFO_INDENT 16
+#define INFO_WIDTH 80
+
+/* "  label         value", the value wrapped at blanks to 80 columns. */
+static void info_line(const char *label, const char *value)
+{
+	int at = printf("  %-*s", INFO_INDENT - 2, label);
+
+	while (*value) {
+		int word = (int)strcspn(value, " ");
+
+		if (at > INFO_INDENT && at + 1 + word > INFO_WIDTH) {
+			at = printf("\n%*s", INFO_INDENT, "") - 1;
+		} else if (at > INFO_INDENT) {
+			putchar(' ');
+			at++;
+		}
+		at += printf("%.*s", word, value);
+		value += word;
+		value += strspn(value, " ");
+	}
+	putchar('\n');
+}
+
+/* The node and its children, one line each, a child marked "->". */
+static void info_node_tree(json_t *nodes, const char *name, int depth, bool *first)
+{
+	json_t *n = node_by_name(nodes, name);
+	const char *file = json_string_value(json_object_get(n, "file"));
+	char line[512];
+	size_t i;
+	json_t *child;
+
+	if (depth > 16)
+		return;		/* a loop would be the daemon's bug; do not follow it */
+	snprintf(line, sizeof(line), "%s%s: %s%s%s", depth ? "-> " : "", name,
+		 json_string_value(json_object_get(n, "drv")) ?: "?",
+		 file && !json_array_size(json_object_get(n, "x-children")) ? " " : "",
+		 file && !json_array_size(json_object_get(n, "x-children")) ? file : "");
+	info_line(*first ? "nodes" : "", line);
+	*first = false;
+	json_array_foreach(json_object_get(n, "x-children"), i, child)
+		info_node_tree(nodes, json_string_value(child) ?: "?", depth + 1, first);
+}
+
+static void text_info(json_t *e, json_t *nodes, json_t *stats)
+{
+	const char *node = json_string_value(json_object_get(e, "node-name"));
+	json_t *n = node_by_name(nodes, node);
+	json_t *img = json_object_get(n, "image");
+	json_t *ops = json_object_get(stats, "ops");
+	char line[1024], b[4][32];
+	bool first = true;
+	int depth = 0;
+
+	printf("export %s\n", json_string_value(json_object_get(e, "id")) ?: "?");
+	info_line("mountpoint", json_string_value(json_object_get(e, "x-mountpoint")) ?: "?");
+	snprintf(line, sizeof(line), "%s (writable: %s, growable: %s, allow-other: %s)",
+		 export_mode(e), yesno(json_object_get(e, "x-writable")) ?: "?",
+		 yesno(json_object_get(e, "x-growable")) ?: "?",
+		 yesno(json_object_get(e, "x-allow-other")) ?: "?");
+	info_line("mode", line);
+	info_line("size", fmt_size(json_object_get(img, "virtual-size"), b[0], 32) ?: "?");
+	info_line("open handles",
+		  fmt_count(json_object_get(e, "x-open-handles"), b[0], 32) ?: "?");
+	snprintf(line, sizeof(line), "%s: %s",
+		 json_string_value(json_object_get(e, "x-data-path")) ?: "?",
+		 json_string_value(json_object_get(e, "x-data-path-reason")) ?: "?");
+	info_line("data path", line);
+	info_node_tree(nodes, node ?: "?", 0, &first);
+	for (json_t *im = img; im && depth < 16; im = json_object_get(im, "backing-image")) {
+		snprintf(line, sizeof(line), "%s%s (%s, %s)", depth ? "backing " : "",
+			 json_string_value(json_object_get(im, "filename")) ?: "?",
+			 json_string_value(json_object_get(im, "format")) ?: "?",
+			 fmt_size(json_object_get(im, "virtual-size"), b[0], 32) ?: "?");
+		info_line(depth++ ? "" : "image chain", line);
+	}
+	if (stats) {
+		json_t *rd = json_object_get(ops, "read"), *wr = json_object_get(ops, "write");
+		json_int_t errors = 0;
+		const char *op;
+		json_t *o;
+
+		json_object_foreach(ops, op, o)
+			errors += json_integer_value(json_object_get(o, "errors"));
+		snprintf(line, sizeof(line), "read %s (%s), write %s (%s), errors %" JSON_INTEGER_FORMAT
+			 "%s", fmt_count(json_object_get(rd, "requests"), b[0], 32) ?: "?",
+			 fmt_size(json_object_get(rd, "bytes"), b[1], 32) ?: "?",
+			 fmt_count(json_object_get(wr, "requests"), b[2], 32) ?: "?",
+			 fmt_size(json_object_get(wr, "bytes"), b[3], 32) ?: "?", errors,
+			 json_array_size(json_object_get(stats, "uncounted")) ?
+			 "; the kernel serves some requests itself, uncounted" : "");
+		info_line("requests", line);
+	}
+}
+
+/* One interval of stats -i: requests/s and MiB/s per operation. */
+static void text_rates(json_t *rates)
+{
+	static const char *const ops[] = { "read", "write", "flush", "discard", "zero",
+		"other" };
+	static const char *const head[] = { "OP", "REQ/S", "MIB/S" };
+	struct table t = { .ncols = 3 };
+	time_t now = time(NULL);
+	char when[32] = "";
+	struct tm tm;
+
+	if (localtime_r(&now, &tm))
+		strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	if (!output_quiet)
+		printf("%s  export %s, over %.1f s%s\n", when,
+		       json_string_value(json_object_get(rates, "id")) ?: "?",
+		       json_real_value(json_object_get(rates, "interval-s")),
+		       json_array_size(json_object_get(rates, "uncounted")) ?
+		       " (passthrough requests uncounted)" : "");
+	table_add_row(&t, head);
+	for (size_t k = 0; k < ARRAY_SIZE(ops); k++) {
+		json_t *o = json_object_get(json_object_get(rates, "ops"), ops[k]);
+		char c[2][32];
+		const char *row[3] = { ops[k], c[0], c[1] };
+
+		snprintf(c[0], sizeof(c[0]), "%.1f",
+			 json_real_value(json_object_get(o, "requests-per-s")));
+		snprintf(c[1], sizeof(c[1]), "%.2f",
+			 json_real_value(json_object_get(o, "mib-per-s")));
+		table_add_row(&t, row);
+	}
+	table_print_aligned(&t, 1);
+	printf("\n");
+}
+
 static void text_nodes(json_t *nodes)
 {
 	static const char *const head[] = { "NODE", "DRIVER", "READ-ONLY", "SIZE", "FILE" };
@@ -743,6 +887,8 @@ const struct output output_text = {
 	.exports = text_exports,
 	.stats = text_stats,
 	.nodes = text_nodes,
+	.info = text_info,
+	.rates = text_rates,
 	.version = text_version,
 	.added = text_added,
 	.deleted = text_deleted,

@@ -20,6 +20,13 @@ struct output {
 	/* x-query-export-stats of one export (a list of one). */
 	void (*stats)(json_t *stats);
 	void (*nodes)(json_t *nodes);
+	/*
+	 * info: one export of query-block-exports, all nodes (for its chain),
+	 * and its x-query-export-stats entry.
+	 */
+	void (*info)(json_t *export, json_t *nodes, json_t *stats);
+	/* stats -i: one interval's rates (exportctl.c's stats_rates). */
+	void (*rates)(json_t *rates);
 	/* query-version of the daemon; NULL: only exportctl's own. */
 	void (*version)(json_t *info);
 	/* What add made: {id, mountpoint, node-name, format?, image?}. */

@@ -65,6 +65,12 @@ const struct ctl_option ctl_options[] = {
 	  "the columns to show, comma-separated, of: ID, MOUNTPOINT, NODE, FORMAT, "
 	  "IMAGE, SIZE, MODE, WRITABLE, GROWABLE, ALLOW-OTHER, DATA-PATH, OPEN, RD-OPS, "
 	  "RD-BYTES, WR-OPS, WR-BYTES" },
+	{ OPT_INTERVAL, "interval", 'i', ARG_REQUIRED, "SECONDS", NULL, NULL,
+	  "print the rates (requests/s, MiB/s) every SECONDS until interrupted" },
+	{ OPT_COUNT, "count", 'c', ARG_REQUIRED, "N", NULL, NULL,
+	  "with --interval: stop after N reports" },
+	{ OPT_MOUNTED, "mounted", 0, ARG_NONE, NULL, NULL, NULL,
+	  "wait until the export exists (default: until it is deleted)" },
 	{ OPT__COUNT, NULL, 0, ARG_NONE, NULL, NULL, NULL, NULL },
 };
 
@@ -80,6 +86,8 @@ static const enum ctl_opt add_opts[] = {
 static const enum ctl_opt del_opts[] = { OPT_HARD, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt events_opts[] = { OPT_FOLLOW, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt list_opts[] = { OPT_STATS, OPT_WIDE, OPT_COLUMNS, OPT__COUNT };
+static const enum ctl_opt stats_opts[] = { OPT_INTERVAL, OPT_COUNT, OPT__COUNT };
+static const enum ctl_opt wait_opts[] = { OPT_MOUNTED, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt no_opts[] = { OPT__COUNT };
 
 const struct ctl_command ctl_commands[] = {
@@ -88,8 +96,12 @@ const struct ctl_command ctl_commands[] = {
 	{ "del", CTL_DEL, "ID", 1, 1, del_opts,
 	  "remove an export and wait until it is gone" },
 	{ "list", CTL_LIST, "", 0, 0, list_opts, "list the exports" },
-	{ "stats", CTL_STATS, "ID", 1, 1, no_opts,
-	  "show an export's I/O statistics per operation" },
+	{ "stats", CTL_STATS, "ID", 1, 1, stats_opts,
+	  "show an export's I/O statistics per operation (-i: rates)" },
+	{ "info", CTL_INFO, "ID", 1, 1, no_opts,
+	  "everything about one export: nodes, image chain, data path, handles" },
+	{ "wait", CTL_WAIT, "ID", 1, 1, wait_opts,
+	  "wait until an export is deleted (--mounted: until it exists)" },
 	{ "nodes", CTL_NODES, "", 0, 0, no_opts, "list the block nodes" },
 	{ "version", CTL_VERSION, "", 0, 0, no_opts,
 	  "show exportctl's and the daemon's version" },

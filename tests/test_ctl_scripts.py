@@ -101,8 +101,8 @@ def complete(*words, env=None):
 
 
 def test_completion_of_commands_and_options():
-    assert complete("") == sorted(["add", "del", "list", "stats", "nodes", "version",
-                                   "events", "schema", "qmp", "shell", "help"])
+    assert complete("") == sorted(["add", "del", "list", "stats", "info", "wait", "nodes",
+                                   "version", "events", "schema", "qmp", "shell", "help"])
     assert complete("n") == ["nodes"]
     assert complete("add", "--for") == ["--format"]
     assert complete("add", "--format", "") == ["auto", "qcow2", "raw"]

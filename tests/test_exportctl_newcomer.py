@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import signal
 import struct
 import subprocess
@@ -293,3 +294,111 @@ def test_help_fits_an_80_column_terminal(daemon):
     for cmd in ("--help", "help add", "help list", "help stats", "help del"):
         out = ok(daemon, *cmd.split()).stdout
         assert all(len(ln) <= 80 for ln in out.splitlines()), out
+
+
+# ---- item 5: info, wait, stats -i ----
+
+def test_info_tells_everything_about_one_export(daemon, fuse, tmp_path):
+    base = tmp_path / "base.qcow2"
+    top = tmp_path / "top.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "8M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F",
+                    "qcow2", str(top)], check=True)
+    mp = tmp_path / "i.raw"
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", str(top), "--format", "qcow2",
+       "--id", "i")
+    fd = os.open(mp, os.O_RDONLY)
+    try:
+        os.pread(fd, 4096, 0)
+        out = run_on_terminal(daemon, ["info", "i"])
+    finally:
+        os.close(fd)
+    assert all(len(ln) <= 80 for ln in out.splitlines()), out
+    lines = out.splitlines()
+    assert lines[0] == "export i"
+    assert f"  mountpoint    {mp}" in lines
+    assert "  open handles  1" in lines
+    assert "  size          8 MiB" in lines
+    assert "  nodes         i-fmt: qcow2" in lines
+    assert any(ln.startswith("  data path     userspace: ") for ln in lines)
+    flat = " ".join(out.split())    # long paths wrap: compare the words
+    assert f"-> i-file: file {top}" in flat
+    assert f"image chain {top} (qcow2, 8 MiB) backing {base} (qcow2, 8 MiB)" in flat
+    assert re.search(r"requests read [1-9]\d* \(\d+ KiB\), write 0 \(0 B\), errors 0",
+                     flat), out
+    j = json.loads(ok(daemon, "--json", "info", "i").stdout)
+    assert j["export"]["id"] == "i" and j["stats"]["id"] == "i"
+    r = exportctl(daemon, "info", "nope")
+    assert (r.returncode, r.stderr) == (1, "exportctl: no export 'nope' "
+                                           "(exportctl list shows them)\n")
+    ok(daemon, "del", "i")
+
+
+def test_wait_returns_when_the_export_is_deleted(daemon, qmp, fuse, tmp_path, raw_image):
+    mp = tmp_path / "w.raw"
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image)
+    waiter = subprocess.Popen([build_path("exportctl"), "--socket", daemon.socket_path,
+                               "-v", "wait", "w"], stderr=subprocess.PIPE, text=True)
+    try:
+        # Once it has asked for the exports, a deletion reaches it as an event.
+        # -v shows its request ("->") and then the reply ("<-").
+        line = ""
+        while not (line.startswith("->") and "query-block-exports" in line):
+            line = waiter.stderr.readline()
+            assert line, "exportctl wait ended early"
+        while not line.startswith("<-"):
+            line = waiter.stderr.readline()
+            assert line, "exportctl wait ended early"
+        assert waiter.poll() is None, "wait must not return while the export exists"
+        ok(daemon, "del", "w")
+        assert waiter.wait(timeout=30) == 0
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+
+
+def test_wait_times_out_saying_what_it_waited_for(daemon, fuse, tmp_path, raw_image):
+    ok(daemon, "add", "--mountpoint", str(tmp_path / "t.raw"), "--image", raw_image)
+    r = exportctl(daemon, "wait", "t", "--timeout", "0.2")
+    assert (r.returncode, r.stderr) == (1, "exportctl: export 't' still exists after "
+                                           "0.2 seconds\n")
+    r = exportctl(daemon, "wait", "nope", "--mounted", "--timeout", "0.2")
+    assert (r.returncode, r.stderr) == (1, "exportctl: export 'nope' does not exist "
+                                           "after 0.2 seconds\n")
+    ok(daemon, "wait", "t", "--mounted")
+    ok(daemon, "del", "t")
+    ok(daemon, "wait", "t")
+
+
+def test_stats_interval_prints_rates_per_op(daemon, fuse, tmp_path, raw_image):
+    mp = tmp_path / "s.raw"
+    ok(daemon, "add", "--mountpoint", str(mp), "--image", raw_image, "--writable")
+    p = subprocess.Popen([build_path("exportctl"), "--socket", daemon.socket_path,
+                          "--json", "stats", "-i", "1", "-c", "1", "s"],
+                         stdout=subprocess.PIPE, text=True)
+    fd = os.open(mp, os.O_RDWR | os.O_DIRECT)
+    import mmap
+    buf = mmap.mmap(-1, 65536)
+    try:
+        # Writes until the report is out: every one lands in its interval.
+        while p.poll() is None:
+            os.pwritev(fd, [buf], 0)
+    finally:
+        os.close(fd)
+    [line] = p.stdout.read().splitlines()
+    rates = json.loads(line)
+    assert rates["id"] == "s" and 0.9 < rates["interval-s"] < 5
+    assert rates["ops"]["write"]["requests-per-s"] > 0
+    w = rates["ops"]["write"]
+    assert abs(w["mib-per-s"] - w["requests-per-s"] / 16) < 0.01 * w["mib-per-s"] + 1e-9
+    out = run_on_terminal(daemon, ["stats", "-i", "0.1", "-c", "2", "s"])
+    tables = [b for b in out.split("\n\n") if b.strip()]
+    assert len(tables) == 2
+    for t in tables:
+        lines = t.splitlines()
+        assert lines[1].split() == ["OP", "REQ/S", "MIB/S"]
+        assert [ln.split()[0] for ln in lines[2:]] == ["read", "write", "flush", "discard",
+                                                       "zero", "other"]
+        assert all(len(ln) <= 80 for ln in lines)
+    ok(daemon, "del", "s")
