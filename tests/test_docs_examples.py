@@ -30,15 +30,17 @@ MiB = 1 << 20
 
 
 def code_blocks(text):
-    """The ``` blocks of a markdown text, each a list of commands (a line
-    ending in a backslash continues on the next)."""
-    blocks, cur, inside = [], None, False
+    """The shell blocks (``` or ```sh) of a markdown text, each a list of
+    commands (a line ending in a backslash continues on the next); the
+    ```python ones are test_python_client.py's."""
+    blocks, cur, inside, shell = [], None, False, False
     for line in text.splitlines():
         if line.startswith("```"):
-            if inside:
+            if inside and shell:
                 blocks.append(cur)
-            else:
+            elif not inside:
                 cur = []
+                shell = line[3:].strip() in ("", "sh")
             inside = not inside
             continue
         if inside:
