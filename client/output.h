@@ -14,7 +14,7 @@
 struct output {
 	/*
 	 * query-block-exports joined with query-named-block-nodes, and with
-	 * x-query-export-stats for list -v (else stats is NULL).
+	 * x-query-export-stats for list --stats (else stats is NULL).
 	 */
 	void (*exports)(json_t *exports, json_t *nodes, json_t *stats);
 	/* x-query-export-stats of one export (a list of one). */

@@ -269,7 +269,7 @@ static int parse_option(int argc, char *const argv[], int *i,
 	/* Short options: flags may be bundled, a value follows as a word. */
 	for (const char *p = word + 1; *p; p++) {
 		o = NULL;
-		/* The command's own option first (list -v), then a global one. */
+		/* The command's own option first (stats -i), then a global one. */
 		for (const struct ctl_option *q = ctl_options; q->name; q++)
 			if (q->short_name == *p && ids && opt_in(q->id, ids))
 				o = q;
