@@ -38,6 +38,8 @@ static void json_nodes(json_t *nodes)
 
 static void json_version(json_t *info)
 {
+	if (!info)
+		return;		/* no daemon: the error on stderr says so */
 	json_print(info, JSON_INDENT(2));
 }
 
@@ -94,14 +96,46 @@ static void json_qmp_return(json_t *value)
 	json_print(value, JSON_INDENT(2));
 }
 
+static void json_deleted(json_t *event, const char *removed_mountpoint)
+{
+	(void)removed_mountpoint;	/* the event as the daemon sent it */
+	json_print(event, JSON_INDENT(2));
+}
+
+static void json_info(json_t *export, json_t *nodes, json_t *stats)
+{
+	json_t *out = json_pack("{s:O, s:O, s:O?}", "export", export, "nodes", nodes,
+				"stats", stats);
+
+	json_print(out, JSON_INDENT(2));
+	json_decref(out);
+}
+
+/* One compact line per interval, as events are: a script reads it as it comes. */
+static void json_rates(json_t *rates)
+{
+	json_print(rates, JSON_COMPACT);
+}
+
+static void json_error(json_t *error)
+{
+	json_t *wrapped = json_pack("{s:O}", "error", error);
+
+	json_print(wrapped, JSON_INDENT(2));
+	json_decref(wrapped);
+}
+
 const struct output output_json = {
 	.exports = json_exports,
 	.stats = json_stats,
 	.nodes = json_nodes,
+	.info = json_info,
+	.rates = json_rates,
 	.version = json_version,
 	.added = json_added,
-	.deleted = json_event,
+	.deleted = json_deleted,
 	.event = json_event,
 	.schema = json_schema,
 	.qmp_return = json_qmp_return,
+	.error = json_error,
 };

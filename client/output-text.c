@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "ctl-util.h"
 #include "output.h"
+#include "rpc/xalloc.h"
 
 bool output_quiet;
 
@@ -34,8 +36,11 @@ static void table_add_row(struct table *t, const char *const *cols)
 	t->nrows++;
 }
 
-/* Print with columns padded to their widest cell; the last is not padded. */
-static void table_print(struct table *t)
+/*
+ * Print with columns padded to their widest cell; the last is not padded
+ * unless it is right-aligned, as columns from right_from on are (numbers).
+ */
+static void table_print_aligned(struct table *t, int right_from)
 {
 	size_t width[TABLE_MAX_COLS] = { 0 };
 
@@ -50,7 +55,10 @@ static void table_print(struct table *t)
 		for (int i = 0; i < t->ncols; i++) {
 			const char *cell = t->cells[r * t->ncols + i];
 
-			if (i == t->ncols - 1)
+			if (i >= right_from)
+				printf("%*s%s", (int)width[i], cell,
+				       i == t->ncols - 1 ? "\n" : "  ");
+			else if (i == t->ncols - 1)
 				printf("%s\n", cell);
 			else
 				printf("%-*s  ", (int)width[i], cell);
@@ -61,6 +69,11 @@ static void table_print(struct table *t)
 	free(t->cells);
 	t->cells = NULL;
 	t->nrows = 0;
+}
+
+static void table_print(struct table *t)
+{
+	table_print_aligned(t, t->ncols);
 }
 
 /* "512 B", "64 MiB", "1.5 GiB" into buf. */
@@ -182,10 +195,168 @@ static json_t *stats_by_id(json_t *stats, const char *id)
 	return NULL;
 }
 
-#define EXPORT_COLS 10
-#define EXPORT_STATS_COLS 4
+/*
+ * The columns of `list`: what each shows, whether it is a number (right-
+ * aligned), and how it fits a terminal.  Default columns are those a user
+ * wants before `del` (is it open?); --wide shows all, -o chooses.  When
+ * the default set is wider than the terminal, path cells are shortened in
+ * the middle first, then columns with a drop rank go, highest rank first.
+ */
+enum list_col {
+	COL_ID, COL_MOUNTPOINT, COL_NODE, COL_FORMAT, COL_IMAGE, COL_SIZE, COL_MODE,
+	COL_WRITABLE, COL_GROWABLE, COL_ALLOW_OTHER, COL_DATA_PATH, COL_OPEN,
+	COL_RD_OPS, COL_RD_BYTES, COL_WR_OPS, COL_WR_BYTES, COL__COUNT
+};
 
-/* Under the table: why each export's I/O takes the path it takes. */
+static const struct list_column {
+	const char *name;
+	bool number;		/* right-aligned */
+	bool path;		/* may be shortened in the middle */
+	bool by_default;
+	int drop_rank;		/* 0: kept; else dropped to fit, highest first */
+} list_columns[COL__COUNT] = {
+	[COL_ID] = { "ID", false, false, true, 0 },
+	[COL_MOUNTPOINT] = { "MOUNTPOINT", false, true, true, 0 },
+	[COL_NODE] = { "NODE", false, false, false, 0 },
+	[COL_FORMAT] = { "FORMAT", false, false, true, 3 },
+	[COL_IMAGE] = { "IMAGE", false, true, false, 0 },
+	[COL_SIZE] = { "SIZE", true, false, true, 1 },
+	[COL_MODE] = { "MODE", false, false, true, 2 },
+	[COL_WRITABLE] = { "WRITABLE", false, false, false, 0 },
+	[COL_GROWABLE] = { "GROWABLE", false, false, false, 0 },
+	[COL_ALLOW_OTHER] = { "ALLOW-OTHER", false, false, false, 0 },
+	[COL_DATA_PATH] = { "DATA-PATH", false, false, true, 4 },
+	[COL_OPEN] = { "OPEN", true, false, true, 0 },
+	[COL_RD_OPS] = { "RD-OPS", true, false, false, 0 },
+	[COL_RD_BYTES] = { "RD-BYTES", true, false, false, 0 },
+	[COL_WR_OPS] = { "WR-OPS", true, false, false, 0 },
+	[COL_WR_BYTES] = { "WR-BYTES", true, false, false, 0 },
+};
+
+const char *output_columns;
+bool output_wide;
+int output_width;
+
+int output_list_column(const char *name)
+{
+	for (int c = 0; c < COL__COUNT; c++)
+		if (!strcasecmp(list_columns[c].name, name))
+			return c;
+	return -1;
+}
+
+const char *output_list_column_name(int c)
+{
+	return list_columns[c].name;
+}
+
+/* Which columns to show, in order, into cols; returns how many. */
+static int list_pick_columns(bool stats, int *cols)
+{
+	int n = 0;
+
+	if (output_columns) {
+		char *copy = ctl_xstrdup(output_columns), *save = NULL;
+
+		for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save))
+			if (output_list_column(w) >= 0 && n < COL__COUNT)
+				cols[n++] = output_list_column(w);
+		free(copy);
+		return n;
+	}
+	for (int c = 0; c < COL__COUNT; c++) {
+		bool is_stats = c >= COL_RD_OPS;
+
+		if (is_stats ? stats : output_wide ? c != COL_MODE : list_columns[c].by_default)
+			cols[n++] = c;
+	}
+	return n;
+}
+
+static size_t list_width(const size_t *width, int n)
+{
+	size_t w = 0;
+
+	for (int i = 0; i < n; i++)
+		w += width[i] + (i ? 2 : 0);
+	return w;
+}
+
+/* "/very/long/pa...ount.raw": keep the start and the end, which say most. */
+static void shorten_middle(char **cell, size_t to)
+{
+	size_t len = strlen(*cell), head;
+	char *s;
+
+	if (len <= to || to < 7)
+		return;
+	head = (to - 3) / 2;
+	s = ctl_xasprintf("%.*s...%s", (int)head, *cell, *cell + len - (to - 3 - head));
+	free(*cell);
+	*cell = s;
+}
+
+/*
+ * Print cells (nrows x n, row 0 the header) fitted to output_width (0: no
+ * limit): shorten paths, then drop columns by rank unless -o chose them.
+ */
+static void list_print(char **cells, size_t nrows, int *cols, int n)
+{
+	size_t width[COL__COUNT];
+	bool chosen = output_columns != NULL;
+
+	for (;;) {
+		for (int i = 0; i < n; i++) {
+			width[i] = 0;
+			for (size_t r = 0; r < nrows; r++)
+				width[i] = MAX(width[i], strlen(cells[r * COL__COUNT + cols[i]]));
+		}
+		if (!output_width || list_width(width, n) <= (size_t)output_width)
+			break;
+		/* The widest path column gives up what is too much, down to 16. */
+		int widest = -1;
+
+		for (int i = 0; i < n; i++)
+			if (list_columns[cols[i]].path && width[i] > 16 &&
+			    (widest < 0 || width[i] > width[widest]))
+				widest = i;
+		if (widest >= 0) {
+			size_t over = list_width(width, n) - output_width;
+			size_t to = width[widest] > over + 16 ? width[widest] - over : 16;
+
+			for (size_t r = 1; r < nrows; r++)
+				shorten_middle(&cells[r * COL__COUNT + cols[widest]], to);
+			continue;
+		}
+		int drop = -1;
+
+		for (int i = 0; i < n && !chosen; i++)
+			if (list_columns[cols[i]].drop_rank &&
+			    (drop < 0 || list_columns[cols[i]].drop_rank >
+					 list_columns[cols[drop]].drop_rank))
+				drop = i;
+		if (drop < 0)
+			break;		/* nothing left to give: let the terminal wrap */
+		memmove(&cols[drop], &cols[drop + 1], (n - drop - 1) * sizeof(int));
+		n--;
+	}
+	for (size_t r = 0; r < nrows; r++) {
+		for (int i = 0; i < n; i++) {
+			const char *cell = cells[r * COL__COUNT + cols[i]];
+			bool last = i == n - 1;
+
+			if (list_columns[cols[i]].number)
+				printf("%*s", (int)width[i], cell);
+			else if (last)
+				printf("%s", cell);	/* no trailing blanks */
+			else
+				printf("%-*s", (int)width[i], cell);
+			printf("%s", last ? "\n" : "  ");
+		}
+	}
+}
+
+/* Under the table (--wide): why each export's I/O takes the path it takes. */
 static void text_data_path_reasons(json_t *exports)
 {
 	size_t i;
@@ -198,59 +369,75 @@ static void text_data_path_reasons(json_t *exports)
 		       json_string_value(json_object_get(e, "x-data-path-reason")) ?: "?");
 }
 
+static const char *export_mode(json_t *e)
+{
+	bool w = json_is_true(json_object_get(e, "x-writable"));
+	bool g = json_is_true(json_object_get(e, "x-growable"));
+
+	return w ? (g ? "rw,grow" : "rw") : "ro";
+}
+
 static void text_exports(json_t *exports, json_t *nodes, json_t *stats)
 {
-	static const char *const head[] = { "ID", "MOUNTPOINT", "NODE", "FORMAT", "IMAGE",
-		"SIZE", "WRITABLE", "GROWABLE", "ALLOW-OTHER", "DATA-PATH",
-		"RD-OPS", "RD-BYTES", "WR-OPS", "WR-BYTES" };
-	struct table t = { .ncols = EXPORT_COLS + (stats ? EXPORT_STATS_COLS : 0) };
+	int cols[COL__COUNT], n = list_pick_columns(stats != NULL, cols);
+	size_t nrows = json_array_size(exports) + 1, r = 1;
+	char **cells = ctl_xmalloc(nrows * COL__COUNT * sizeof(char *));
 	bool uncounted = false;
 	size_t i;
 	json_t *e;
 
 	if (json_array_size(exports) == 0) {
+		free(cells);
 		if (!output_quiet)
 			printf("no exports\n");
 		return;
 	}
-	table_add_row(&t, head);
+	for (int c = 0; c < COL__COUNT; c++)
+		cells[c] = ctl_xstrdup(list_columns[c].name);
 	json_array_foreach(exports, i, e) {
 		const char *id = json_string_value(json_object_get(e, "id"));
 		const char *node = json_string_value(json_object_get(e, "node-name"));
-		json_t *n = node_by_name(nodes, node);
-		json_t *img = json_object_get(n, "image");
+		json_t *nd = node_by_name(nodes, node);
+		json_t *img = json_object_get(nd, "image");
 		json_t *st = stats_by_id(stats, id);
 		json_t *ops = json_object_get(st, "ops");
 		json_t *rd = json_object_get(ops, "read"), *wr = json_object_get(ops, "write");
-		char size[32], rdops[32], rdbytes[32], wrops[32], wrbytes[32];
-		const char *row[EXPORT_COLS + EXPORT_STATS_COLS] = {
-			id,
-			json_string_value(json_object_get(e, "x-mountpoint")),
-			node,
-			json_string_value(json_object_get(n, "drv")),
-			json_string_value(json_object_get(n, "file")),
-			fmt_size(json_object_get(img, "virtual-size"), size, sizeof(size)),
-			yesno(json_object_get(e, "x-writable")),
-			yesno(json_object_get(e, "x-growable")),
-			yesno(json_object_get(e, "x-allow-other")),
-			json_string_value(json_object_get(e, "x-data-path")) ?: "-",
-			fmt_count(json_object_get(rd, "requests"), rdops, sizeof(rdops)),
-			fmt_size(json_object_get(rd, "bytes"), rdbytes, sizeof(rdbytes)),
-			fmt_count(json_object_get(wr, "requests"), wrops, sizeof(wrops)),
-			fmt_size(json_object_get(wr, "bytes"), wrbytes, sizeof(wrbytes)),
+		char b[6][32];
+		const char *row[COL__COUNT] = {
+			[COL_ID] = id,
+			[COL_MOUNTPOINT] = json_string_value(json_object_get(e, "x-mountpoint")),
+			[COL_NODE] = node,
+			[COL_FORMAT] = json_string_value(json_object_get(nd, "drv")),
+			[COL_IMAGE] = json_string_value(json_object_get(nd, "file")),
+			[COL_SIZE] = fmt_size(json_object_get(img, "virtual-size"), b[0], 32),
+			[COL_MODE] = export_mode(e),
+			[COL_WRITABLE] = yesno(json_object_get(e, "x-writable")),
+			[COL_GROWABLE] = yesno(json_object_get(e, "x-growable")),
+			[COL_ALLOW_OTHER] = yesno(json_object_get(e, "x-allow-other")),
+			[COL_DATA_PATH] = json_string_value(json_object_get(e, "x-data-path")),
+			[COL_OPEN] = fmt_count(json_object_get(e, "x-open-handles"), b[1], 32),
+			[COL_RD_OPS] = fmt_count(json_object_get(rd, "requests"), b[2], 32),
+			[COL_RD_BYTES] = fmt_size(json_object_get(rd, "bytes"), b[3], 32),
+			[COL_WR_OPS] = fmt_count(json_object_get(wr, "requests"), b[4], 32),
+			[COL_WR_BYTES] = fmt_size(json_object_get(wr, "bytes"), b[5], 32),
 		};
 
 		/* What the kernel served itself is missing: mark the counts. */
-		if (row[10] && mark_uncounted(st, "read", rdops, sizeof(rdops)))
+		if (row[COL_RD_OPS] && mark_uncounted(st, "read", b[2], 32))
 			uncounted = true;
-		if (row[12] && mark_uncounted(st, "write", wrops, sizeof(wrops)))
+		if (row[COL_WR_OPS] && mark_uncounted(st, "write", b[4], 32))
 			uncounted = true;
-		table_add_row(&t, row);
+		for (int c = 0; c < COL__COUNT; c++)
+			cells[r * COL__COUNT + c] = ctl_xstrdup(row[c] ? row[c] : "-");
+		r++;
 	}
-	table_print(&t);
+	list_print(cells, nrows, cols, n);
+	for (size_t k = 0; k < nrows * COL__COUNT; k++)
+		free(cells[k]);
+	free(cells);
 	if (uncounted)
 		print_uncounted_footnote();
-	if (!output_quiet)
+	if (!output_quiet && output_wide)
 		text_data_path_reasons(exports);
 }
 
@@ -310,6 +497,139 @@ static void text_stats(json_t *stats)
 		print_uncounted_footnote();
 }
 
+/* ---- info and rates ---- */
+
+#define INFO_INDENT 16
+#define INFO_WIDTH 80
+
+/* "  label         value", the value wrapped at blanks to 80 columns. */
+static void info_line(const char *label, const char *value)
+{
+	int at = printf("  %-*s", INFO_INDENT - 2, label);
+
+	while (*value) {
+		int word = (int)strcspn(value, " ");
+
+		if (at > INFO_INDENT && at + 1 + word > INFO_WIDTH) {
+			at = printf("\n%*s", INFO_INDENT, "") - 1;
+		} else if (at > INFO_INDENT) {
+			putchar(' ');
+			at++;
+		}
+		at += printf("%.*s", word, value);
+		value += word;
+		value += strspn(value, " ");
+	}
+	putchar('\n');
+}
+
+/* The node and its children, one line each, a child marked "->". */
+static void info_node_tree(json_t *nodes, const char *name, int depth, bool *first)
+{
+	json_t *n = node_by_name(nodes, name);
+	const char *file = json_string_value(json_object_get(n, "file"));
+	char line[512];
+	size_t i;
+	json_t *child;
+
+	if (depth > 16)
+		return;		/* a loop would be the daemon's bug; do not follow it */
+	snprintf(line, sizeof(line), "%s%s: %s%s%s", depth ? "-> " : "", name,
+		 json_string_value(json_object_get(n, "drv")) ?: "?",
+		 file && !json_array_size(json_object_get(n, "x-children")) ? " " : "",
+		 file && !json_array_size(json_object_get(n, "x-children")) ? file : "");
+	info_line(*first ? "nodes" : "", line);
+	*first = false;
+	json_array_foreach(json_object_get(n, "x-children"), i, child)
+		info_node_tree(nodes, json_string_value(child) ?: "?", depth + 1, first);
+}
+
+static void text_info(json_t *e, json_t *nodes, json_t *stats)
+{
+	const char *node = json_string_value(json_object_get(e, "node-name"));
+	json_t *n = node_by_name(nodes, node);
+	json_t *img = json_object_get(n, "image");
+	json_t *ops = json_object_get(stats, "ops");
+	char line[1024], b[4][32];
+	bool first = true;
+	int depth = 0;
+
+	printf("export %s\n", json_string_value(json_object_get(e, "id")) ?: "?");
+	info_line("mountpoint", json_string_value(json_object_get(e, "x-mountpoint")) ?: "?");
+	snprintf(line, sizeof(line), "%s (writable: %s, growable: %s, allow-other: %s)",
+		 export_mode(e), yesno(json_object_get(e, "x-writable")) ?: "?",
+		 yesno(json_object_get(e, "x-growable")) ?: "?",
+		 yesno(json_object_get(e, "x-allow-other")) ?: "?");
+	info_line("mode", line);
+	info_line("size", fmt_size(json_object_get(img, "virtual-size"), b[0], 32) ?: "?");
+	info_line("open handles",
+		  fmt_count(json_object_get(e, "x-open-handles"), b[0], 32) ?: "?");
+	snprintf(line, sizeof(line), "%s: %s",
+		 json_string_value(json_object_get(e, "x-data-path")) ?: "?",
+		 json_string_value(json_object_get(e, "x-data-path-reason")) ?: "?");
+	info_line("data path", line);
+	info_node_tree(nodes, node ?: "?", 0, &first);
+	for (json_t *im = img; im && depth < 16; im = json_object_get(im, "backing-image")) {
+		snprintf(line, sizeof(line), "%s%s (%s, %s)", depth ? "backing " : "",
+			 json_string_value(json_object_get(im, "filename")) ?: "?",
+			 json_string_value(json_object_get(im, "format")) ?: "?",
+			 fmt_size(json_object_get(im, "virtual-size"), b[0], 32) ?: "?");
+		info_line(depth++ ? "" : "image chain", line);
+	}
+	if (stats) {
+		json_t *rd = json_object_get(ops, "read"), *wr = json_object_get(ops, "write");
+		json_int_t errors = 0;
+		const char *op;
+		json_t *o;
+
+		json_object_foreach(ops, op, o)
+			errors += json_integer_value(json_object_get(o, "errors"));
+		snprintf(line, sizeof(line), "read %s (%s), write %s (%s), errors %" JSON_INTEGER_FORMAT
+			 "%s", fmt_count(json_object_get(rd, "requests"), b[0], 32) ?: "?",
+			 fmt_size(json_object_get(rd, "bytes"), b[1], 32) ?: "?",
+			 fmt_count(json_object_get(wr, "requests"), b[2], 32) ?: "?",
+			 fmt_size(json_object_get(wr, "bytes"), b[3], 32) ?: "?", errors,
+			 json_array_size(json_object_get(stats, "uncounted")) ?
+			 "; the kernel serves some requests itself, uncounted" : "");
+		info_line("requests", line);
+	}
+}
+
+/* One interval of stats -i: requests/s and MiB/s per operation. */
+static void text_rates(json_t *rates)
+{
+	static const char *const ops[] = { "read", "write", "flush", "discard", "zero",
+		"other" };
+	static const char *const head[] = { "OP", "REQ/S", "MIB/S" };
+	struct table t = { .ncols = 3 };
+	time_t now = time(NULL);
+	char when[32] = "";
+	struct tm tm;
+
+	if (localtime_r(&now, &tm))
+		strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	if (!output_quiet)
+		printf("%s  export %s, over %.1f s%s\n", when,
+		       json_string_value(json_object_get(rates, "id")) ?: "?",
+		       json_real_value(json_object_get(rates, "interval-s")),
+		       json_array_size(json_object_get(rates, "uncounted")) ?
+		       " (passthrough requests uncounted)" : "");
+	table_add_row(&t, head);
+	for (size_t k = 0; k < ARRAY_SIZE(ops); k++) {
+		json_t *o = json_object_get(json_object_get(rates, "ops"), ops[k]);
+		char c[2][32];
+		const char *row[3] = { ops[k], c[0], c[1] };
+
+		snprintf(c[0], sizeof(c[0]), "%.1f",
+			 json_real_value(json_object_get(o, "requests-per-s")));
+		snprintf(c[1], sizeof(c[1]), "%.2f",
+			 json_real_value(json_object_get(o, "mib-per-s")));
+		table_add_row(&t, row);
+	}
+	table_print_aligned(&t, 1);
+	printf("\n");
+}
+
 static void text_nodes(json_t *nodes)
 {
 	static const char *const head[] = { "NODE", "DRIVER", "READ-ONLY", "SIZE", "FILE" };
@@ -344,6 +664,8 @@ static void text_version(json_t *info)
 	json_t *q = json_object_get(info, "qemu");
 
 	printf("exportctl %s\n", EXPORTD_VERSION);
+	if (!info)
+		return;		/* no daemon to ask */
 	printf("daemon    %s (QMP of QEMU %" JSON_INTEGER_FORMAT ".%" JSON_INTEGER_FORMAT
 	       ".%" JSON_INTEGER_FORMAT ")\n",
 	       json_string_value(json_object_get(info, "package")) ?: "?",
@@ -370,11 +692,14 @@ static void text_added(json_t *added)
 	printf("\nid: %s\nmountpoint: %s\n", id, mp);
 }
 
-static void text_deleted(json_t *event)
+static void text_deleted(json_t *event, const char *removed_mountpoint)
 {
-	if (!output_quiet)
-		printf("deleted export %s\n",
-		       json_string_value(json_object_get(json_object_get(event, "data"), "id")));
+	if (output_quiet)
+		return;
+	printf("deleted export %s\n",
+	       json_string_value(json_object_get(json_object_get(event, "data"), "id")));
+	if (removed_mountpoint)
+		printf("removed mountpoint file %s\n", removed_mountpoint);
 }
 
 static void text_event(json_t *event)
@@ -553,14 +878,22 @@ static void text_qmp_return(json_t *value)
 	free(s);
 }
 
+static void text_error(json_t *error)
+{
+	(void)error;	/* the message on stderr says it all */
+}
+
 const struct output output_text = {
 	.exports = text_exports,
 	.stats = text_stats,
 	.nodes = text_nodes,
+	.info = text_info,
+	.rates = text_rates,
 	.version = text_version,
 	.added = text_added,
 	.deleted = text_deleted,
 	.event = text_event,
 	.schema = text_schema,
 	.qmp_return = text_qmp_return,
+	.error = text_error,
 };

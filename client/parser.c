@@ -22,6 +22,8 @@ const struct ctl_option ctl_options[] = {
 	{ OPT_VERBOSE, "verbose", 'v', ARG_NONE, NULL, NULL, NULL,
 	  "show the QMP traffic on stderr" },
 	{ OPT_HELP, "help", 'h', ARG_NONE, NULL, NULL, NULL, "show this help" },
+	{ OPT_VERSION, "version", 'V', ARG_NONE, NULL, NULL, NULL,
+	  "print exportctl's version and exit (the command 'version' asks the daemon too)" },
 	{ OPT_FUSE, "fuse", 0, ARG_NONE, NULL, NULL, NULL,
 	  "a FUSE export (the only type, and the default)" },
 	{ OPT_MOUNTPOINT, "mountpoint", 0, ARG_REQUIRED, "PATH", NULL, NULL,
@@ -54,15 +56,27 @@ const struct ctl_option ctl_options[] = {
 	  "keep printing events until interrupted" },
 	{ OPT_TIMEOUT, "timeout", 0, ARG_REQUIRED, "SECONDS", NULL, NULL,
 	  "give up waiting after SECONDS" },
-	/* list -v: a command's own short option wins over the global one. */
-	{ OPT_STATS, "stats", 'v', ARG_NONE, NULL, NULL, NULL,
+	/* No short name: -v is --verbose everywhere, whatever the command. */
+	{ OPT_STATS, "stats", 0, ARG_NONE, NULL, NULL, NULL,
 	  "add I/O statistics columns (requests and bytes read and written)" },
+	{ OPT_WIDE, "wide", 'w', ARG_NONE, NULL, NULL, NULL,
+	  "every column, however wide, and why each export takes its data path" },
+	{ OPT_COLUMNS, "output", 'o', ARG_REQUIRED, "COLUMNS", NULL, NULL,
+	  "the columns to show, comma-separated, of: ID, MOUNTPOINT, NODE, FORMAT, "
+	  "IMAGE, SIZE, MODE, WRITABLE, GROWABLE, ALLOW-OTHER, DATA-PATH, OPEN, RD-OPS, "
+	  "RD-BYTES, WR-OPS, WR-BYTES" },
+	{ OPT_INTERVAL, "interval", 'i', ARG_REQUIRED, "SECONDS", NULL, NULL,
+	  "print the rates (requests/s, MiB/s) every SECONDS until interrupted" },
+	{ OPT_COUNT, "count", 'c', ARG_REQUIRED, "N", NULL, NULL,
+	  "with --interval: stop after N reports" },
+	{ OPT_MOUNTED, "mounted", 0, ARG_NONE, NULL, NULL, NULL,
+	  "wait until the export exists (default: until it is deleted)" },
 	{ OPT__COUNT, NULL, 0, ARG_NONE, NULL, NULL, NULL, NULL },
 };
 
 /* Accepted before the command and among any command's options. */
 static const enum ctl_opt global_opts[] = {
-	OPT_JSON, OPT_SOCKET, OPT_QUIET, OPT_VERBOSE, OPT_HELP, OPT__COUNT
+	OPT_JSON, OPT_SOCKET, OPT_QUIET, OPT_VERBOSE, OPT_HELP, OPT_VERSION, OPT__COUNT
 };
 static const enum ctl_opt add_opts[] = {
 	OPT_FUSE, OPT_MOUNTPOINT, OPT_IMAGE, OPT_NODE, OPT_FORMAT, OPT_WRITABLE,
@@ -71,7 +85,9 @@ static const enum ctl_opt add_opts[] = {
 };
 static const enum ctl_opt del_opts[] = { OPT_HARD, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt events_opts[] = { OPT_FOLLOW, OPT_TIMEOUT, OPT__COUNT };
-static const enum ctl_opt list_opts[] = { OPT_STATS, OPT__COUNT };
+static const enum ctl_opt list_opts[] = { OPT_STATS, OPT_WIDE, OPT_COLUMNS, OPT__COUNT };
+static const enum ctl_opt stats_opts[] = { OPT_INTERVAL, OPT_COUNT, OPT__COUNT };
+static const enum ctl_opt wait_opts[] = { OPT_MOUNTED, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt no_opts[] = { OPT__COUNT };
 
 const struct ctl_command ctl_commands[] = {
@@ -80,8 +96,12 @@ const struct ctl_command ctl_commands[] = {
 	{ "del", CTL_DEL, "ID", 1, 1, del_opts,
 	  "remove an export and wait until it is gone" },
 	{ "list", CTL_LIST, "", 0, 0, list_opts, "list the exports" },
-	{ "stats", CTL_STATS, "ID", 1, 1, no_opts,
-	  "show an export's I/O statistics per operation" },
+	{ "stats", CTL_STATS, "ID", 1, 1, stats_opts,
+	  "show an export's I/O statistics per operation (-i: rates)" },
+	{ "info", CTL_INFO, "ID", 1, 1, no_opts,
+	  "everything about one export: nodes, image chain, data path, handles" },
+	{ "wait", CTL_WAIT, "ID", 1, 1, wait_opts,
+	  "wait until an export is deleted (--mounted: until it exists)" },
 	{ "nodes", CTL_NODES, "", 0, 0, no_opts, "list the block nodes" },
 	{ "version", CTL_VERSION, "", 0, 0, no_opts,
 	  "show exportctl's and the daemon's version" },
@@ -249,7 +269,7 @@ static int parse_option(int argc, char *const argv[], int *i,
 	/* Short options: flags may be bundled, a value follows as a word. */
 	for (const char *p = word + 1; *p; p++) {
 		o = NULL;
-		/* The command's own option first (list -v), then a global one. */
+		/* The command's own option first (stats -i), then a global one. */
 		for (const struct ctl_option *q = ctl_options; q->name; q++)
 			if (q->short_name == *p && ids && opt_in(q->id, ids))
 				o = q;
@@ -411,23 +431,45 @@ int parse_command_line(int argc, char *const argv[], struct parse_result *res,
 	return 0;
 }
 
+/* Help is laid out for an 80-column terminal, the narrowest one in use. */
+#define HELP_WIDTH 80
+#define HELP_COLUMN 32
+
+/*
+ * Print text from column at (where the cursor is), at HELP_COLUMN (on the
+ * next line if at is past it), wrapped at blanks to HELP_WIDTH.
+ */
+static void show_wrapped(FILE *out, int at, const char *text)
+{
+	if (at + 2 > HELP_COLUMN)
+		fprintf(out, "\n%*s", HELP_COLUMN, "");
+	else
+		fprintf(out, "%*s", HELP_COLUMN - at, "");
+	at = HELP_COLUMN;
+	while (*text) {
+		int word = (int)strcspn(text, " ");
+
+		if (at > HELP_COLUMN && at + 1 + word > HELP_WIDTH) {
+			fprintf(out, "\n%*s", HELP_COLUMN, "");
+			at = HELP_COLUMN;
+		} else if (at > HELP_COLUMN) {
+			fputc(' ', out);
+			at++;
+		}
+		fprintf(out, "%.*s", word, text);
+		at += word;
+		text += word;
+		text += strspn(text, " ");
+	}
+	fputc('\n', out);
+}
+
 void parse_show_commands(FILE *out)
 {
-	int width = 0;
-
-	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
-		int w = (int)(strlen(c->name) + 1 + strlen(c->synopsis));
-
-		if (w > width)
-			width = w;
-	}
 	fprintf(out, "valid commands:\n");
-	for (const struct ctl_command *c = ctl_commands; c->name; c++) {
-		int w = (int)(strlen(c->name) + 1 + strlen(c->synopsis));
-
-		fprintf(out, "  %s %s%*s  %s\n", c->name, c->synopsis, width - w, "",
-			c->help);
-	}
+	for (const struct ctl_command *c = ctl_commands; c->name; c++)
+		show_wrapped(out, fprintf(out, "  %s%s%s", c->name, *c->synopsis ? " " : "",
+					  c->synopsis), c->help);
 }
 
 static void show_option(FILE *out, const struct ctl_option *o)
@@ -445,18 +487,24 @@ static void show_option(FILE *out, const struct ctl_option *o)
 		else if (o->arg == ARG_OPTIONAL)
 			snprintf(buf + n, sizeof(buf) - n, "[=%s]", o->argname);
 	}
-	fprintf(out, "  %-30s %s\n", buf, o->help);
+	show_wrapped(out, fprintf(out, "  %s", buf), o->help);
 }
 
 void parse_show_command(FILE *out, const struct ctl_command *cmd)
 {
-	fprintf(out, "usage: exportctl [options] %s", cmd->name);
+	int at = fprintf(out, "usage: exportctl [options] %s", cmd->name);
+	int indent = at - (int)strlen(cmd->name);
+
 	for (const enum ctl_opt *id = cmd->options; *id != OPT__COUNT; id++) {
 		const struct ctl_option *o = option_by_id(*id);
+		int len = (int)(strlen(o->name) + 5 +
+				(o->arg == ARG_NONE ? 0 : 1 + strlen(o->argname)));
 
-		fprintf(out, " [--%s%s%s]", o->name,
-			o->arg == ARG_NONE ? "" : " ",
-			o->arg == ARG_NONE ? "" : o->argname);
+		if (at + len > HELP_WIDTH)
+			at = fprintf(out, "\n%*s", indent, "") - 1;
+		at += fprintf(out, " [--%s%s%s]", o->name,
+			      o->arg == ARG_NONE ? "" : " ",
+			      o->arg == ARG_NONE ? "" : o->argname);
 	}
 	/* add's synopsis repeats its options: only show positional ones. */
 	if (*cmd->synopsis && *cmd->synopsis != '-')

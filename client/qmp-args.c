@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "qmp-args.h"
+#include "rpc/schema.h"
 
 static void args_err(char **errp, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -193,4 +194,15 @@ fail:
 		free(words[--n]);
 	free(buf);
 	return -1;
+}
+
+json_t *qmp_args_typed(const char *command, json_t *args)
+{
+	struct schema *schema = schema_builtin();
+	json_t *typed;
+
+	if (!schema_has_command(schema, command))
+		return json_incref(args);
+	typed = schema_validate_command_keyval(schema, command, args, NULL);
+	return typed ? typed : json_incref(args);
 }

@@ -18,6 +18,15 @@
 json_t *qmp_args_parse(int n, const char *const *words, char **errp);
 
 /*
+ * args (not stolen) typed by the schema exportctl was built with, as the
+ * daemon types its --blockdev options: on/off/yes/no/true/false where the
+ * schema says boolean, "64M" where it says size.  A new reference to args
+ * itself when the schema does not know the command or args do not fit
+ * it: the daemon then says what is wrong, in its words.
+ */
+json_t *qmp_args_typed(const char *command, json_t *args);
+
+/*
  * Split a shell line into words at blanks outside quotes and brackets:
  * 'a b' and "a b" are one word without their quotes; within {...} or
  * [...] quotes are kept, so key={"a": "b c"} stays one JSON word.

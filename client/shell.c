@@ -22,6 +22,8 @@ struct shell {
 	bool json;		/* compact one-line JSON instead of indented */
 	bool tty;
 	bool quit_sent;		/* the daemon closing is then expected */
+	bool quit_asked;	/* the next line answers "really quit?" */
+	bool failed;		/* a command failed: a script's shell exits 1 */
 	struct line_edit le;
 	char **commands;	/* for completion, NULL-terminated */
 	char *inbuf;		/* non-tty input not yet split into lines */
@@ -91,9 +93,9 @@ static json_t *line_request(struct shell *sh, const char *line)
 		req = json_object();
 		json_object_set_new(req, "execute", json_string(words[0]));
 		if (json_object_size(args))
-			json_object_set_new(req, "arguments", args);
-		else
-			json_decref(args);
+			json_object_set_new(req, "arguments",
+					    qmp_args_typed(words[0], args));
+		json_decref(args);
 	}
 	while (n > 0)
 		free(words[--n]);
@@ -105,12 +107,77 @@ out:
 	return req;
 }
 
-/* Run one line; -1 when the session is gone. */
+/* The ids of the exports, comma-separated (allocated), or NULL if none. */
+static char *export_ids(struct shell *sh)
+{
+	json_t *reply = qmp_client_execute(sh->qmp, "query-block-exports", NULL, NULL);
+	json_t *list = json_object_get(reply, "return");
+	char *ids = NULL;
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(list, i, e) {
+		const char *id = json_string_value(json_object_get(e, "id")) ?: "?";
+		char *more = ids ? ctl_xasprintf("%s, %s", ids, id) : ctl_xstrdup(id);
+
+		free(ids);
+		ids = more;
+	}
+	json_decref(reply);
+	return ids;
+}
+
+/*
+ * The shell's own words, which are not QMP commands: "exit" leaves (1),
+ * "help" tells what to type, and a bare "quit" while exports exist asks
+ * first, since it stops the daemon and unmounts them all (a JSON
+ * {"execute": "quit"} does not ask, for scripts that mean it).  0 for
+ * any other line.
+ */
+static int shell_word(struct shell *sh, const char *line)
+{
+	char *ids;
+
+	if (!strcmp(line, "exit"))
+		return 1;
+	if (!strcmp(line, "help")) {
+		if (sh->tty)
+			line_edit_hide(&sh->le);
+		printf("Type a QMP command and its arguments as KEY=VALUE words "
+		       "(blockdev-add driver=file node-name=f filename=disk.img),\n"
+		       "or a whole JSON request; 'query-commands' lists the commands, "
+		       "'exportctl schema COMMAND' describes one.\n"
+		       "exit (or Ctrl-D) leaves the shell; quit stops exportd.\n");
+		fflush(stdout);
+		return -1;
+	}
+	if (strcmp(line, "quit"))
+		return 0;
+	ids = export_ids(sh);
+	if (!ids)
+		return 0;
+	if (sh->tty)
+		line_edit_hide(&sh->le);
+	if (sh->tty) {
+		printf("quit stops exportd and unmounts every export (%s). Really quit? "
+		       "Type y to confirm.\n", ids);
+		fflush(stdout);
+		sh->quit_asked = true;
+	} else {
+		fflush(stdout);
+		fprintf(stderr, "error: quit would stop exportd and unmount every export "
+			"(%s): send {\"execute\": \"quit\"} to mean it\n", ids);
+		sh->failed = true;
+	}
+	free(ids);
+	return -1;
+}
+
+/* Run one line; -1 when the session is gone, 1 to leave. */
 static int shell_line(struct shell *sh, const char *line)
 {
-	char *err = NULL;
+	struct error *err = NULL;
 	json_t *req, *reply;
-
 	char *trimmed;
 	size_t len;
 
@@ -127,19 +194,34 @@ static int shell_line(struct shell *sh, const char *line)
 			line_edit_history_add(&sh->le, trimmed);
 		free(trimmed);
 	}
+	if (sh->quit_asked) {
+		sh->quit_asked = false;
+		if (strcmp(line, "y") && strcmp(line, "yes"))
+			return 0;
+		line = "{\"execute\": \"quit\"}";
+	} else {
+		int word = shell_word(sh, line);
+
+		if (word != 0)
+			return word > 0 ? 1 : 0;
+	}
 	req = line_request(sh, line);
-	if (!req)
+	if (!req) {
+		sh->failed = true;
 		return 0;
+	}
 	if (!strcmp(json_string_value(json_object_get(req, "execute")) ?: "", "quit"))
 		sh->quit_sent = true;
 	reply = qmp_client_execute_raw(sh->qmp, req, &err);
 	json_decref(req);
 	print_events(sh);
 	if (!reply) {
-		print_error(sh, err ? err : "no reply");
-		free(err);
+		print_error(sh, err ? err->msg : "no reply");
+		error_free(err);
 		return -1;
 	}
+	if (json_object_get(reply, "error"))
+		sh->failed = true;
 	print_json(sh, reply);
 	json_decref(reply);
 	return 0;
@@ -200,8 +282,8 @@ static int shell_input(struct shell *sh)
 				int ret = shell_line(sh, line);
 
 				free(line);
-				if (ret < 0)
-					return -1;
+				if (ret != 0)
+					return ret;
 				line_edit_show(&sh->le);
 			}
 		}
@@ -213,13 +295,15 @@ static int shell_input(struct shell *sh)
 	for (;;) {
 		char *nl = memchr(sh->inbuf, '\n', sh->inlen);
 		size_t len;
+		int r;
 
 		if (!nl)
 			break;
 		*nl = '\0';
 		len = nl - sh->inbuf + 1;
-		if (shell_line(sh, sh->inbuf) < 0)
-			return -1;
+		r = shell_line(sh, sh->inbuf);
+		if (r != 0)
+			return r;
 		memmove(sh->inbuf, nl + 1, sh->inlen - len);
 		sh->inlen -= len;
 	}
@@ -232,7 +316,7 @@ static int shell_input(struct shell *sh)
  */
 static int shell_socket(struct shell *sh)
 {
-	char *err = NULL;
+	struct error *err = NULL;
 	json_t *msg;
 
 	while ((msg = qmp_client_recv(sh->qmp, 0, &err))) {
@@ -241,13 +325,13 @@ static int shell_socket(struct shell *sh)
 		json_decref(msg);
 	}
 	if (err) {
-		bool expected = sh->quit_sent && sh->qmp->closed;
+		bool expected = sh->quit_sent && qmp_client_closed(sh->qmp);
 
 		if (!expected)
-			print_error(sh, err);
+			print_error(sh, err->msg);
 		else if (sh->tty)
 			line_edit_hide(&sh->le);
-		free(err);
+		error_free(err);
 		return expected ? 1 : -1;
 	}
 	if (sh->tty)
@@ -264,7 +348,7 @@ int shell_run(struct qmp_client *c, bool json, bool quiet)
 	sh.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
 	if (sh.tty && !quiet) {
 		const char *pkg = json_string_value(json_object_get(
-			json_object_get(json_object_get(c->greeting, "QMP"), "version"),
+			json_object_get(json_object_get(qmp_client_greeting(c), "QMP"), "version"),
 			"package"));
 
 		printf("Welcome to the exportd QMP shell (connected to %s).\n"
@@ -292,12 +376,12 @@ int shell_run(struct qmp_client *c, bool json, bool quiet)
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = STDIN_FILENO, .events = POLLIN },
-			{ .fd = c->fd, .events = POLLIN },
+			{ .fd = qmp_client_fd(c), .events = POLLIN },
 		};
 		int r;
 
 		/* Messages that came with the last reply are not seen by poll(). */
-		if (qmp_client_has_buffered(c) || json_array_size(c->events)) {
+		if (qmp_client_has_pending(c)) {
 			print_events(&sh);
 			r = shell_socket(&sh);
 			if (r < 0)
@@ -340,5 +424,8 @@ int shell_run(struct qmp_client *c, bool json, bool quiet)
 		free(sh.commands);
 	}
 	free(sh.inbuf);
+	/* A script learns that one of its commands failed. */
+	if (!sh.tty && sh.failed)
+		ret = 1;
 	return ret;
 }

@@ -10,7 +10,7 @@
 
 #include <stdbool.h>
 
-#include "qmp-client.h"
+#include "rpc/qmp-client.h"
 
 /* Run until end of input; the exit status (0, or 1 if the session broke). */
 int shell_run(struct qmp_client *c, bool json, bool quiet);

@@ -352,11 +352,18 @@ static void parse_options(struct options *o, int argc, char **argv)
 		o->log_level = LOG_LEVEL_WARN;
 }
 
-/* /run/exportd/exportd.sock as root, $XDG_RUNTIME_DIR/exportd.sock otherwise. */
+/*
+ * $EXPORTD_SOCKET, which exportctl reads too, so that one variable points
+ * both at a daemon of one's own; else /run/exportd/exportd.sock as root,
+ * $XDG_RUNTIME_DIR/exportd.sock otherwise.
+ */
 static char *default_socket_path(struct error **errp)
 {
+	const char *env = getenv("EXPORTD_SOCKET");
 	const char *xdg;
 
+	if (env && *env)
+		return xstrdup(env);
 	if (geteuid() == 0) {
 		if (runtime_dir_ensure("/run/exportd", errp) < 0)
 			return NULL;

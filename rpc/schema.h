@@ -36,6 +36,13 @@ json_t *schema_command_names(const struct schema *schema);
 json_t *schema_validate_command(const struct schema *schema, const char *command,
 				json_t *args, struct error **errp);
 /*
+ * The same for arguments a person typed as key=value words: a string is
+ * also taken where the schema wants a scalar, as on the daemon's command
+ * line ("on"/"off"/"yes"/"no" for a boolean, "1G" for a size).
+ */
+json_t *schema_validate_command_keyval(const struct schema *schema, const char *command,
+				       json_t *args, struct error **errp);
+/*
  * Validate a value against a named type.  keyval: scalars arrive as
  * strings (from key=value command-line options) and are converted to the
  * schema's type ("on"/"off" -> bool, "512" -> int).

@@ -24,7 +24,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fusetest import need  # noqa: E402
-from harness import Daemon, build_path, unmount_all_under  # noqa: E402
+from harness import Daemon, build_path, make_pattern_image, unmount_all_under  # noqa: E402
 
 
 def pytest_configure(config):
@@ -176,3 +176,16 @@ def user_home(shared_dir, other_user):
     os.mkdir(home, 0o755)
     os.chown(home, other_user.pw_uid, other_user.pw_gid)
     return home
+
+
+@pytest.fixture
+def fuse():
+    """Skips the test loudly where there is no /dev/fuse."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("FUSE exports cannot be tested because /dev/fuse is missing")
+
+
+@pytest.fixture
+def raw_image(tmp_path):
+    """A 4 MiB raw image of a known pattern."""
+    return make_pattern_image(str(tmp_path / "disk.img"), 4 << 20, seed=7)

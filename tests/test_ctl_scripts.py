@@ -101,8 +101,8 @@ def complete(*words, env=None):
 
 
 def test_completion_of_commands_and_options():
-    assert complete("") == sorted(["add", "del", "list", "stats", "nodes", "version",
-                                   "events", "schema", "qmp", "shell", "help"])
+    assert complete("") == sorted(["add", "del", "list", "stats", "info", "wait", "nodes",
+                                   "version", "events", "schema", "qmp", "shell", "help"])
     assert complete("n") == ["nodes"]
     assert complete("add", "--for") == ["--format"]
     assert complete("add", "--format", "") == ["auto", "qcow2", "raw"]
@@ -142,8 +142,16 @@ def test_demo_runs_and_stops(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         assert "Hello from exportd!" in r.stdout
         assert "byte for byte the image's contents" in r.stdout
-        assert re.search(r"^demo\s+\S+demo\.raw\s+demo-fmt\s+qcow2\s", r.stdout, re.M)
+        assert re.search(r"^demo\s+\S+demo\.raw\s+qcow2\s+64 MiB\s+ro\s", r.stdout, re.M)
         assert str(demo_dir / "demo.raw") in fuse_mounts()
+        # The demo says how to reach its daemon, and a plain `exportctl list`
+        # then works (issue 16 item 2).
+        sock = demo_dir / "exportd.sock"
+        assert f"export EXPORTD_SOCKET={sock}\n" in r.stdout
+        plain = subprocess.run([build_path("exportctl"), "list"], capture_output=True,
+                               text=True, env=dict(os.environ, EXPORTD_SOCKET=str(sock)),
+                               timeout=30)
+        assert plain.returncode == 0 and "demo.raw" in plain.stdout, plain.stderr
         # A second start refuses while the first runs.
         again = subprocess.run([demo], capture_output=True, text=True, env=env, timeout=60)
         assert again.returncode == 1

@@ -37,17 +37,6 @@ def ok(daemon, *args, **kwargs):
     return r
 
 
-@pytest.fixture
-def fuse():
-    if not os.path.exists("/dev/fuse"):
-        pytest.skip("FUSE exports cannot be tested because /dev/fuse is missing")
-
-
-@pytest.fixture
-def raw_image(tmp_path):
-    return make_pattern_image(str(tmp_path / "disk.img"), 4 * MiB, seed=7)
-
-
 def mounted(path):
     return os.path.realpath(path) in fuse_mounts()
 
@@ -255,10 +244,10 @@ def test_add_raw_image_then_list_and_del(daemon, qmp, fuse, tmp_path, raw_image)
     with open(mp, "rb") as f:
         assert f.read() == pattern_bytes(0, 4 * MiB, seed=7)
 
-    r = ok(daemon, "list")
+    r = ok(daemon, "list", "--wide")
     header, row = r.stdout.splitlines()[:2]
     assert header.split() == ["ID", "MOUNTPOINT", "NODE", "FORMAT", "IMAGE", "SIZE",
-                              "WRITABLE", "GROWABLE", "ALLOW-OTHER", "DATA-PATH"]
+                              "WRITABLE", "GROWABLE", "ALLOW-OTHER", "DATA-PATH", "OPEN"]
     assert row.split()[:6] == ["disk", str(mp), "disk-fmt", "raw", raw_image, "4"]
     assert row.split()[7] == "no"   # writable
 
@@ -336,7 +325,7 @@ def test_add_qcow2_is_probed(daemon, qmp, fuse, tmp_path):
     cmp = subprocess.run(["qemu-img", "compare", "-U", "-f", "raw", "-F", "qcow2",
                           str(mp), img], capture_output=True, text=True)
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
-    row = ok(daemon, "list").stdout.splitlines()[1].split()
+    row = ok(daemon, "list", "--wide").stdout.splitlines()[1].split()
     assert row[3] == "qcow2" and row[5:7] == ["2", "MiB"]
     ok(daemon, "del", added["id"])
 
@@ -536,7 +525,7 @@ def test_shell_reads_commands_from_stdin(daemon, qmp, raw_image):
         "",
     ])
     r = exportctl(daemon, "--json", "shell", input=lines)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, "no-such-command failed: a script's shell says so"
     replies = [json.loads(x) for x in r.stdout.splitlines()]
     assert replies[0]["return"] == qmp.cmd("query-version")
     assert replies[1] == {"return": {}}
@@ -546,7 +535,7 @@ def test_shell_reads_commands_from_stdin(daemon, qmp, raw_image):
 
 def test_shell_reports_bad_lines_and_goes_on(daemon):
     r = exportctl(daemon, "--json", "shell", input='{"broken\nquery-version novalue\nquery-version\n')
-    assert r.returncode == 0
+    assert r.returncode == 1, "bad lines are reported, the rest run, and the status says so"
     assert "error: invalid JSON" in r.stderr
     assert "error: expected KEY=VALUE" in r.stderr
     assert "return" in json.loads(r.stdout.splitlines()[-1])
@@ -666,9 +655,9 @@ def test_shell_prints_events_while_idle(daemon, qmp, fuse, tmp_path, raw_image):
 def test_list_shows_writable_growable_allow_other(daemon, fuse, tmp_path, raw_image):
     ok(daemon, "-q", "add", "--mountpoint", str(tmp_path / "g.raw"), "--image", raw_image,
        "--writable", "--growable", "--allow-other", "off")
-    row = ok(daemon, "list").stdout.splitlines()[1].split()
+    row = ok(daemon, "list", "--wide").stdout.splitlines()[1].split()
     assert row[0] == "g"
-    assert row[-4:] == ["yes", "yes", "no", "userspace"]
+    assert row[-5:] == ["yes", "yes", "no", "userspace", "0"]
     (e,) = json.loads(ok(daemon, "--json", "list").stdout)
     assert (e.get("x-writable"), e.get("x-growable"), e.get("x-allow-other")) == \
         (True, True, False)
@@ -693,12 +682,12 @@ def test_list_says_data_path_and_why(daemon, qmp, fuse, tmp_path, raw_image, opt
     if e["x-data-path"] != path and "FUSE_PASSTHROUGH" in e["x-data-path-reason"]:
         ok(daemon, "del", "--hard", "p")
         pytest.skip("this kernel has no FUSE passthrough: " + e["x-data-path-reason"])
-    lines = ok(daemon, "list").stdout.splitlines()
-    assert lines[0].split()[-1] == "DATA-PATH"
-    assert lines[1].split()[-1] == path
+    lines = ok(daemon, "list", "--wide").stdout.splitlines()
+    assert lines[0].split()[-2:] == ["DATA-PATH", "OPEN"]
+    assert lines[1].split()[-2:] == [path, "0"]
     assert lines[2] == ""
     assert lines[3].startswith("p: %s: %s" % (path, why)), lines[3]
-    assert ok(daemon, "-q", "list").stdout.splitlines()[1:] == [lines[1]]
+    assert ok(daemon, "-q", "list", "--wide").stdout.splitlines()[1:] == [lines[1]]
     ok(daemon, "del", "--hard", "p")
 
 

@@ -21,7 +21,9 @@ def test_make_install_destdir(tmp_path):
     for rel in ("sbin/exportd", "bin/exportctl", "share/man/man8/exportd.8",
                 "share/man/man1/exportctl.1", "share/exportd/exportd-schema.json",
                 "share/exportd/qmp-reference.md", "lib/systemd/system/exportd.service",
-                "share/bash-completion/completions/exportctl"):
+                "share/bash-completion/completions/exportctl",
+                "lib/python3/dist-packages/exportd/qmp.py",
+                "lib/python3/dist-packages/exportd/__init__.py"):
         assert os.path.isfile(os.path.join(prefix, rel)), rel
     for prog in ("sbin/exportd", "bin/exportctl"):
         assert os.access(os.path.join(prefix, prog), os.X_OK)
@@ -30,3 +32,8 @@ def test_make_install_destdir(tmp_path):
     r = subprocess.run([os.path.join(prefix, "sbin/exportd"), "--version"],
                        capture_output=True, text=True)
     assert r.stdout.startswith("exportd ")
+    # exportd.qmp imports from where it was installed.
+    r = subprocess.run(["/usr/bin/python3", "-c", "import exportd.qmp; print(exportd.qmp.__file__)"],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=os.path.join(prefix, "lib/python3/dist-packages")))
+    assert r.stdout.startswith(prefix), r.stderr

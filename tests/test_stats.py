@@ -1,5 +1,5 @@
 """Per-export I/O statistics: x-query-export-stats, query-blockstats (QEMU's
-shape) and exportctl stats / list -v, checked against a known number of
+shape) and exportctl stats / list --stats, checked against a known number of
 O_DIRECT reads and writes of known sizes through a real FUSE export (O_DIRECT
 so that the page cache neither hides nor merges requests)."""
 
@@ -278,7 +278,7 @@ def test_passthrough_reads_are_reported_uncounted(qmp, img, mp, daemon):
         assert "not counting the requests that the kernel serves itself" in r.stdout
         assert [ln for ln in r.stdout.splitlines() if ln.startswith("read ")][0].split()[1] \
             == "0*"
-        r = exportctl(daemon, "list", "-v")
+        r = exportctl(daemon, "list", "--stats")
         assert "0*" in r.stdout and "FUSE passthrough" in r.stdout
     finally:
         export_cleanup(qmp, mp)
@@ -314,13 +314,13 @@ def test_exportctl_stats_table_and_json(qmp, export, mp, daemon):
     assert r.stderr == "exportctl: Export 'nope' is not found\n"
 
 
-def test_exportctl_list_v_adds_columns(qmp, export, mp, daemon):
+def test_exportctl_list_stats_adds_columns(qmp, export, mp, daemon):
     direct_io(mp, reads=[(0, 4096)] * 3, writes=[(0, 65536)])
     plain = exportctl(daemon, "list").stdout.splitlines()
     assert "RD-OPS" not in plain[0]
-    r = exportctl(daemon, "list", "-v")
+    r = exportctl(daemon, "list", "--stats")
     assert r.returncode == 0, r.stderr
-    assert r.stderr == ""       # -v after list is not the QMP traffic
+    assert r.stderr == ""
     head, row = r.stdout.splitlines()[:2]
     assert head.split()[-4:] == ["RD-OPS", "RD-BYTES", "WR-OPS", "WR-BYTES"]
     assert row.split()[-6:] == ["3", "12", "KiB", "1", "64", "KiB"]

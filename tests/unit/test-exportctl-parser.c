@@ -167,16 +167,18 @@ static void test_add_checks(void)
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "add", "--mountpoint", "m", "--node", "n", NULL), 0);
 }
 
-/* list -v adds statistics; -v elsewhere (or --verbose) shows QMP traffic. */
+/* -v is --verbose (the QMP traffic) wherever it is; list --stats adds columns. */
 static void test_list_v_and_stats(void)
 {
 	struct parse_result r;
 	char msg[512];
 
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "list", "-v", NULL), 0);
-	CHECK(r.set[OPT_STATS] && !r.set[OPT_VERBOSE]);
+	CHECK(!r.set[OPT_STATS] && r.set[OPT_VERBOSE]);
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "list", "-qv", NULL), 0);
-	CHECK(r.set[OPT_STATS] && r.set[OPT_QUIET] && !r.set[OPT_VERBOSE]);
+	CHECK(!r.set[OPT_STATS] && r.set[OPT_QUIET] && r.set[OPT_VERBOSE]);
+	CHECK_EQ(parse(&r, msg, sizeof(msg), "--version", NULL), 0);
+	CHECK(r.set[OPT_VERSION]);
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "-v", "list", NULL), 0);
 	CHECK(!r.set[OPT_STATS] && r.set[OPT_VERBOSE]);
 	CHECK_EQ(parse(&r, msg, sizeof(msg), "list", "--verbose", "--stats", NULL), 0);
