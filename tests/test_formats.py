@@ -28,17 +28,22 @@ def qemu_img(*args, check=True):
 SUBFORMATS = {
     "vdi-dynamic": ("vdi", "static=off", MiB, True, True),
     "vdi-static": ("vdi", "static=on", MiB, True, True),
+    "vpc-dynamic": ("vpc", "subformat=dynamic", 2 * MiB, False, True),
+    "vpc-fixed": ("vpc", "subformat=fixed", 2 * MiB, False, True),
+    "vpc-dynamic-force_size": ("vpc", "subformat=dynamic,force_size=on", 2 * MiB, False, True),
+    "vpc-fixed-force_size": ("vpc", "subformat=fixed,force_size=on", 2 * MiB, False, True),
 }
 
 
 def write_raw(path, size, gran, seed):
     """A raw image of random data blocks and zero blocks (holes once converted),
-    each `gran` bytes, starting with data and with a zero block at the end."""
+    each `gran` bytes: data in the even blocks, zeroes in the odd ones, and a
+    run of two zero blocks after the fourth so that holes span blocks."""
     rnd = random.Random(seed)
     out = bytearray(size)
     for i, off in enumerate(range(0, size, gran)):
         n = min(gran, size - off)
-        if i == 0 or (off + n < size and rnd.random() < 0.5):
+        if i % 2 == 0 and i != 4:
             out[off:off + n] = rnd.randbytes(n)
     path.write_bytes(bytes(out))
     return bytes(out)
@@ -73,9 +78,10 @@ def unexport(qmp, exp_id, node):
     qmp.cmd("blockdev-del", **{"node-name": node})
 
 
-def raw_of(img, tmp_path):
+def raw_of(img, drv, tmp_path):
+    # -f: qemu-img probes a fixed VHD (footer at the end only) as raw.
     ref = tmp_path / "ref.raw"
-    qemu_img("convert", "-O", "raw", img, ref)
+    qemu_img("convert", "-f", drv, "-O", "raw", img, ref)
     return ref
 
 
@@ -88,7 +94,7 @@ def compare(a, fa, b, fb):
 def test_read_back_equals_qemu_img_convert(qmp, tmp_path, sub):
     drv = SUBFORMATS[sub][0]
     img, _ = make_image(tmp_path, sub, 7 * MiB + 512 * 3)
-    ref = raw_of(img, tmp_path)
+    ref = raw_of(img, drv, tmp_path)
     add_node(qmp, drv, "n", img, read_only=True)
     mp = tmp_path / "r.fuse"
     export(qmp, "e", "n", mp)
@@ -241,6 +247,30 @@ def test_static_vdi_has_no_holes(qmp, tmp_path):
         unexport(qmp, "e", "n")
 
 
+def virtual_size(img, drv):
+    import json
+    return json.loads(qemu_img("info", "-f", drv, "--output=json", img).stdout)["virtual-size"]
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_vpc_size_follows_geometry_unless_force_size(qmp, tmp_path, force):
+    """QEMU sizes its own 'qemu' images by their CHS geometry, 'qem2'
+    (force_size) ones by the footer's current_size: a size that is no whole
+    geometry tells the two apart."""
+    img = tmp_path / "g.vpc"
+    opts = "subformat=dynamic" + (",force_size=on" if force else "")
+    qemu_img("create", "-f", "vpc", "-o", opts, img, 100000256)
+    want = virtual_size(img, "vpc")
+    assert (want == 100000256) == force
+    add_node(qmp, "vpc", "n", img, read_only=True)
+    mp = tmp_path / "g.fuse"
+    export(qmp, "e", "n", mp)
+    try:
+        assert os.path.getsize(mp) == want
+    finally:
+        unexport(qmp, "e", "n")
+
+
 def patch(path, off, data):
     with open(path, "r+b") as f:
         f.seek(off)
@@ -286,3 +316,66 @@ def test_vdi_block_map_entries_checked(qmp, tmp_path):
     expect_open_error(qmp, "vdi", img, ["data block 0 is used twice"])
     patch(img, bmap + 12, (77).to_bytes(4, "little"))
     expect_open_error(qmp, "vdi", img, ["maps to data block 77"])
+
+
+def vpc_fix_checksum(img, off):
+    with open(img, "r+b") as f:
+        f.seek(off)
+        footer = bytearray(f.read(512))
+        footer[64:68] = b"\0\0\0\0"
+        f.seek(off + 64)
+        f.write(((~sum(footer)) & 0xffffffff).to_bytes(4, "big"))
+
+
+def vpc_patch_both_footers(img, off, data):
+    """Change a footer field in the copy at 0 and at the end, checksums kept valid."""
+    end = os.path.getsize(img) - 512
+    for base in (0, end):
+        patch(img, base + off, data)
+        vpc_fix_checksum(img, base)
+
+
+def test_vpc_bad_checksum_clear_error(qmp, tmp_path):
+    img, _ = make_image(tmp_path, "vpc-dynamic", 4 * MiB)
+    end = os.path.getsize(img) - 512
+    for base in (0, end):
+        patch(img, base + 64, b"\1\2\3\4")
+    expect_open_error(qmp, "vpc", img, ["Incorrect header checksum"])
+
+
+def test_vpc_huge_bat_clear_error(qmp, tmp_path):
+    img, _ = make_image(tmp_path, "vpc-dynamic", 4 * MiB)
+    patch(img, 512 + 28, (0x7fffffff).to_bytes(4, "big"))
+    expect_open_error(qmp, "vpc", img, ["BAT", "beyond the end of the file"])
+
+
+def test_vpc_overlapping_blocks_refused(qmp, tmp_path):
+    img, _ = make_image(tmp_path, "vpc-dynamic", 6 * MiB)
+    with open(img, "rb") as f:
+        f.seek(512 + 16)
+        bat = int.from_bytes(f.read(8), "big")
+        f.seek(bat)
+        first = f.read(4)
+    assert first != b"\xff" * 4
+    patch(img, bat + 4, first)   # block 1 onto block 0's sectors
+    expect_open_error(qmp, "vpc", img, ["overlaps another block"])
+
+
+def test_vpc_differencing_refused(qmp, tmp_path):
+    img, _ = make_image(tmp_path, "vpc-dynamic", 4 * MiB)
+    vpc_patch_both_footers(img, 60, (4).to_bytes(4, "big"))
+    expect_open_error(qmp, "vpc", img, ["differencing disk"])
+
+
+def test_vpc_torn_end_footer_uses_the_copy_at_0(qmp, tmp_path):
+    """A crash while a block was appended can leave the end without a footer:
+    the copy at 0 still opens the image, as QEMU does."""
+    img, data = make_image(tmp_path, "vpc-dynamic", 4 * MiB)
+    patch(img, os.path.getsize(img) - 512, b"\0" * 512)
+    add_node(qmp, "vpc", "n", img, read_only=True)
+    mp = tmp_path / "t.fuse"
+    export(qmp, "e", "n", mp)
+    try:
+        assert mp.read_bytes()[:len(data)] == data[:os.path.getsize(mp)]
+    finally:
+        unexport(qmp, "e", "n")

@@ -281,5 +281,6 @@ extern const struct block_driver block_driver_qcow2;
 extern const struct block_driver block_driver_null_co;
 extern const struct block_driver block_driver_blkdebug;
 extern const struct block_driver block_driver_vdi;
+extern const struct block_driver block_driver_vpc;
 
 #endif
