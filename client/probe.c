@@ -1,5 +1,6 @@
 /*
  * probe.c: format probing for `exportctl add --format auto` (see probe.h).
+ * Beyond qcow2, the magics of vdi and vpc (below).
  * The fields read are those of the qcow2 header (docs/interop/qcow2.txt):
  * bytes 0-3 the magic "QFI\xfb", 4-7 the version, 8-15 the offset of the
  * backing file name and 16-19 its length, and in version 3 bytes 72-79
@@ -22,10 +23,23 @@
 #define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
 #define QCOW2_MAX_BACKING_NAME	1023	/* as QEMU and the daemon */
 
+/*
+ * The other formats, by the magic QEMU's probes look for: VDI's signature
+ * 0xbeda107f (little endian) at 0x40 of a 512-byte header, and VHD's
+ * footer copy "conectix" at 0 (a fixed VHD has its footer only at the end,
+ * and QEMU probes it as raw, as here).
+ */
+#define VDI_SIGNATURE_OFF	0x40
+#define VDI_HEADER_SIZE		512
+
 const char *probe_format_buf(const unsigned char *buf, size_t len)
 {
 	if (len >= 4 && !memcmp(buf, QCOW2_MAGIC, 4))
 		return "qcow2";
+	if (len >= VDI_HEADER_SIZE && !memcmp(buf + VDI_SIGNATURE_OFF, "\x7f\x10\xda\xbe", 4))
+		return "vdi";
+	if (len >= 8 && !memcmp(buf, "conectix", 8))
+		return "vpc";
 	return "raw";
 }
 
@@ -94,7 +108,7 @@ static int probe_qcow2_names(int fd, const unsigned char *h, size_t len,
 
 int probe_image(const char *path, struct probe_info *pi)
 {
-	unsigned char buf[QCOW2_HEADER_V3_END];
+	unsigned char buf[VDI_HEADER_SIZE];
 	struct stat st;
 	ssize_t got;
 	int fd, saved;
@@ -116,6 +130,7 @@ int probe_image(const char *path, struct probe_info *pi)
 	pi->format = probe_format_buf(buf, (size_t)got);
 	if (!strcmp(pi->format, "qcow2") && probe_qcow2_names(fd, buf, (size_t)got, pi) < 0)
 		goto fail;
+
 	close(fd);
 	return 0;
 

@@ -1,6 +1,7 @@
 /*
- * probe.h: tell a qcow2 image from a raw one, as `--format auto` does:
- * an image that starts with the qcow2 magic "QFI\xfb" is qcow2, anything
+ * probe.h: tell a qcow2 (or vdi, vpc) image from a raw one, as `--format
+ * auto` does: an image that starts with the qcow2 magic "QFI\xfb" is
+ * qcow2, one with another format's magic (probe.c) that format, anything
  * else is raw (QEMU's raw driver accepts every file).
  *
  * A probe must never grant what an explicit format would not: the start
@@ -16,12 +17,12 @@
 
 /* What a probe found. */
 struct probe_info {
-	const char *format;	/* "qcow2" or "raw" */
+	const char *format;	/* "qcow2", "vdi", "vpc" or "raw" */
 	char *backing_file;	/* qcow2: the backing file it names, or NULL */
 	bool data_file;		/* qcow2: it uses an external data file */
 };
 
-/* "qcow2" or "raw" for the first len bytes of an image. */
+/* The format of an image from its first len bytes (512 suffice). */
 const char *probe_format_buf(const unsigned char *buf, size_t len);
 
 /*

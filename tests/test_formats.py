@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from harness import QMPError
+from harness import QMPError, build_path
 
 MiB = 1 << 20
 
@@ -379,3 +379,45 @@ def test_vpc_torn_end_footer_uses_the_copy_at_0(qmp, tmp_path):
         assert mp.read_bytes()[:len(data)] == data[:os.path.getsize(mp)]
     finally:
         unexport(qmp, "e", "n")
+
+
+def exportctl(daemon, *args):
+    env = dict(os.environ)
+    env.pop("EXPORTD_SOCKET", None)
+    return subprocess.run([build_path("exportctl"), "--socket", daemon.socket_path, *args],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("sub", ["vdi-dynamic", "vdi-static", "vpc-dynamic"])
+def test_exportctl_add_probes_the_format(daemon, tmp_path, sub):
+    import json
+    drv = SUBFORMATS[sub][0]
+    img, _ = make_image(tmp_path, sub, 3 * MiB)
+    ref = raw_of(img, drv, tmp_path)
+    mp = tmp_path / "p.raw"
+    r = exportctl(daemon, "--json", "add", "--mountpoint", str(mp), "--image", str(img))
+    assert r.returncode == 0, r.stderr
+    added = json.loads(r.stdout)
+    try:
+        assert added["format"] == drv
+        compare(mp, "raw", ref, "raw")
+    finally:
+        r = exportctl(daemon, "del", added["id"])
+        assert r.returncode == 0, r.stderr
+
+
+def test_exportctl_fixed_vhd_probes_as_raw_as_qemu(daemon, tmp_path):
+    """QEMU's probe looks for the footer copy at 0, which a fixed VHD lacks:
+    it is raw to a probe (and its footer the last sector), as to qemu-img."""
+    import json
+    img, _ = make_image(tmp_path, "vpc-fixed", 2 * MiB)
+    mp = tmp_path / "p.raw"
+    r = exportctl(daemon, "--json", "add", "--mountpoint", str(mp), "--image", str(img))
+    assert r.returncode == 0, r.stderr
+    added = json.loads(r.stdout)
+    try:
+        assert added["format"] == "raw"
+        assert os.path.getsize(mp) == os.path.getsize(img)
+    finally:
+        r = exportctl(daemon, "del", added["id"])
+        assert r.returncode == 0, r.stderr
