@@ -282,5 +282,6 @@ extern const struct block_driver block_driver_null_co;
 extern const struct block_driver block_driver_blkdebug;
 extern const struct block_driver block_driver_vdi;
 extern const struct block_driver block_driver_vpc;
+extern const struct block_driver block_driver_vmdk;
 
 #endif
