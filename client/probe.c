@@ -1,6 +1,6 @@
 /*
  * probe.c: format probing for `exportctl add --format auto` (see probe.h).
- * Beyond qcow2, the magics of vdi and vpc (below).
+ * Beyond qcow2, the magics of vdi, vpc and vmdk (below).
  * The fields read are those of the qcow2 header (docs/interop/qcow2.txt):
  * bytes 0-3 the magic "QFI\xfb", 4-7 the version, 8-15 the offset of the
  * backing file name and 16-19 its length, and in version 3 bytes 72-79
@@ -27,10 +27,13 @@
  * The other formats, by the magic QEMU's probes look for: VDI's signature
  * 0xbeda107f (little endian) at 0x40 of a 512-byte header, and VHD's
  * footer copy "conectix" at 0 (a fixed VHD has its footer only at the end,
- * and QEMU probes it as raw, as here).
+ * and QEMU probes it as raw, as here), a sparse VMDK extent's "KDMV" at 0
+ * and a VMDK text descriptor's first line.  A descriptor is nothing but
+ * names of extent files, so it is reported for the caller to refuse.
  */
 #define VDI_SIGNATURE_OFF	0x40
 #define VDI_HEADER_SIZE		512
+#define VMDK_DESCRIPTOR_MARK	"# Disk DescriptorFile"
 
 const char *probe_format_buf(const unsigned char *buf, size_t len)
 {
@@ -40,6 +43,11 @@ const char *probe_format_buf(const unsigned char *buf, size_t len)
 		return "vdi";
 	if (len >= 8 && !memcmp(buf, "conectix", 8))
 		return "vpc";
+	if (len >= 4 && !memcmp(buf, "KDMV", 4))
+		return "vmdk";
+	if (len >= sizeof(VMDK_DESCRIPTOR_MARK) - 1 &&
+	    !memcmp(buf, VMDK_DESCRIPTOR_MARK, sizeof(VMDK_DESCRIPTOR_MARK) - 1))
+		return "vmdk";
 	return "raw";
 }
 
@@ -130,6 +138,8 @@ int probe_image(const char *path, struct probe_info *pi)
 	pi->format = probe_format_buf(buf, (size_t)got);
 	if (!strcmp(pi->format, "qcow2") && probe_qcow2_names(fd, buf, (size_t)got, pi) < 0)
 		goto fail;
+	if (!strcmp(pi->format, "vmdk") && memcmp(buf, "KDMV", 4))
+		pi->vmdk_descriptor = true;
 
 	close(fd);
 	return 0;

@@ -394,7 +394,8 @@ def exportctl(daemon, *args):
                           capture_output=True, text=True, timeout=60, env=env)
 
 
-@pytest.mark.parametrize("sub", ["vdi-dynamic", "vdi-static", "vpc-dynamic"])
+@pytest.mark.parametrize("sub", ["vdi-dynamic", "vdi-static", "vpc-dynamic",
+                                 "vmdk-monolithicSparse", "vmdk-streamOptimized"])
 def test_exportctl_add_probes_the_format(daemon, tmp_path, sub):
     import json
     drv = SUBFORMATS[sub][0]
@@ -505,3 +506,22 @@ def test_vmdk_huge_granularity_clear_error(qmp, tmp_path):
     img, _ = make_image(tmp_path, "vmdk-monolithicSparse", 4 * MiB)
     patch(img, 20, (1 << 40).to_bytes(8, "little"))
     expect_open_error(qmp, "vmdk", img, ["Invalid granularity"])
+
+
+def test_exportctl_probed_vmdk_descriptor_refused(daemon, tmp_path):
+    """A descriptor names other files: probed, it is refused; named, it opens."""
+    import json
+    img, _ = make_image(tmp_path, "vmdk-monolithicFlat", 2 * MiB)
+    mp = tmp_path / "p.raw"
+    r = exportctl(daemon, "add", "--mountpoint", str(mp), "--image", str(img))
+    assert r.returncode != 0
+    assert "VMDK descriptor" in r.stderr and "--format vmdk" in r.stderr, r.stderr
+    r = exportctl(daemon, "--json", "add", "--mountpoint", str(mp), "--image", str(img),
+                  "--format", "vmdk")
+    assert r.returncode == 0, r.stderr
+    added = json.loads(r.stdout)
+    try:
+        compare(mp, "raw", raw_of(img, "vmdk", tmp_path), "raw")
+    finally:
+        r = exportctl(daemon, "del", added["id"])
+        assert r.returncode == 0, r.stderr
