@@ -22,10 +22,11 @@
  * contents are not there yet.
  *
  * Consistency: VDI has no journal and QEMU promises nothing across a
- * crash.  This driver appends the data block, then the header's count,
- * then the map entry, so a crash between them leaks a block at worst (the
- * next append goes past it) and never maps two guest blocks onto one data
- * block; flush makes everything written before it durable.
+ * crash.  This driver appends the data block, writes the header's count
+ * and flushes, then writes the map entry, so a crash between them leaks a
+ * block at worst (the next append goes past it) and never maps two guest
+ * blocks onto one data block; flush makes everything written before it
+ * durable.
  */
 #include "config.h"
 
@@ -181,6 +182,9 @@ static int vdi_allocate(struct block_node *bs, struct vdi *s, uint64_t block,
 	s->allocated = index + 1;
 	st_le32(s->header + VDI_OFF_ALLOCATED, s->allocated);
 	ret = block_node_pwrite(bs->file, s->header, VDI_HEADER_SIZE, 0);
+	/* The count must be on disk before any map entry that uses it. */
+	if (ret == 0)
+		ret = block_node_flush(bs->file);
 	if (ret < 0)
 		return ret;
 	__atomic_store_n(&s->bmap[block], index, __ATOMIC_RELEASE);
