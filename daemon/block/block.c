@@ -43,6 +43,7 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_vdi,
 		&block_driver_vpc,
 		&block_driver_vmdk,
+		&block_driver_vhdx,
 	};
 
 	if (!name)

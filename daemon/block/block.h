@@ -283,5 +283,6 @@ extern const struct block_driver block_driver_blkdebug;
 extern const struct block_driver block_driver_vdi;
 extern const struct block_driver block_driver_vpc;
 extern const struct block_driver block_driver_vmdk;
+extern const struct block_driver block_driver_vhdx;
 
 #endif
