@@ -1,6 +1,6 @@
 /*
  * probe.c: format probing for `exportctl add --format auto` (see probe.h).
- * Beyond qcow2, the magics of vdi, vpc and vmdk (below).
+ * Beyond qcow2, the magics of vdi, vpc, vhdx and vmdk (below).
  * The fields read are those of the qcow2 header (docs/interop/qcow2.txt):
  * bytes 0-3 the magic "QFI\xfb", 4-7 the version, 8-15 the offset of the
  * backing file name and 16-19 its length, and in version 3 bytes 72-79
@@ -27,7 +27,8 @@
  * The other formats, by the magic QEMU's probes look for: VDI's signature
  * 0xbeda107f (little endian) at 0x40 of a 512-byte header, and VHD's
  * footer copy "conectix" at 0 (a fixed VHD has its footer only at the end,
- * and QEMU probes it as raw, as here), a sparse VMDK extent's "KDMV" at 0
+ * and QEMU probes it as raw, as here), VHDX's "vhdxfile" identifier, a
+ * sparse VMDK extent's "KDMV" at 0
  * and a VMDK text descriptor's first line.  A descriptor is nothing but
  * names of extent files, so it is reported for the caller to refuse.
  */
@@ -43,6 +44,8 @@ const char *probe_format_buf(const unsigned char *buf, size_t len)
 		return "vdi";
 	if (len >= 8 && !memcmp(buf, "conectix", 8))
 		return "vpc";
+	if (len >= 8 && !memcmp(buf, "vhdxfile", 8))
+		return "vhdx";
 	if (len >= 4 && !memcmp(buf, "KDMV", 4))
 		return "vmdk";
 	if (len >= sizeof(VMDK_DESCRIPTOR_MARK) - 1 &&

@@ -1,5 +1,5 @@
 /*
- * probe.h: tell a qcow2 (or vdi, vpc, vmdk) image from a raw one, as `--format
+ * probe.h: tell a qcow2 (or vdi, vpc, vhdx, vmdk) image from a raw one, as `--format
  * auto` does: an image that starts with the qcow2 magic "QFI\xfb" is
  * qcow2, one with another format's magic (probe.c) that format, anything
  * else is raw (QEMU's raw driver accepts every file).
@@ -18,7 +18,7 @@
 
 /* What a probe found. */
 struct probe_info {
-	const char *format;	/* "qcow2", "vdi", "vpc", "vmdk" or "raw" */
+	const char *format;	/* "qcow2", "vdi", "vpc", "vhdx", "vmdk" or "raw" */
 	char *backing_file;	/* qcow2: the backing file it names, or NULL */
 	bool data_file;		/* qcow2: it uses an external data file */
 	bool vmdk_descriptor;	/* vmdk: a text descriptor, naming extent files */
