@@ -755,3 +755,18 @@ def test_vhdx_block_outside_the_file_clear_error(qmp, tmp_path):
     bat = vhdx_bat_offset(img)
     patch(img, bat, ((1 << 40) | 6).to_bytes(8, "little"))
     expect_open_error(qmp, "vhdx", img, ["block 0", "not inside the file"])
+
+
+def test_vmdk_descriptor_is_the_text_before_its_first_nul(qmp, tmp_path):
+    """QEMU rewrites a descriptor in place when its CID gets shorter, leaving
+    bytes after a NUL: the descriptor is the text before it, as in QEMU."""
+    img, data = make_image(tmp_path, "vmdk-monolithicFlat", 2 * MiB)
+    text = img.read_bytes().rstrip(b"\0")
+    patch(img, len(text), b"\0\n")
+    add_node(qmp, "vmdk", "n", img, read_only=True)
+    mp = tmp_path / "t.fuse"
+    export(qmp, "e", "n", mp)
+    try:
+        assert mp.read_bytes() == data
+    finally:
+        unexport(qmp, "e", "n")

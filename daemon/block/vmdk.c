@@ -843,16 +843,6 @@ static int vmdk_parse_extent_line(struct block_node *bs, struct vmdk *s, const c
 	return 0;
 }
 
-/* Text up to the first NUL, then only NULs (descriptors are padded to a sector). */
-static bool vmdk_desc_is_text(const char *desc, uint64_t len)
-{
-	for (uint64_t i = strlen(desc); i < len; i++) {
-		if (desc[i])
-			return false;
-	}
-	return true;
-}
-
 static const char *const vmdk_create_types[] = {
 	"monolithicFlat", "vmfs", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
 	"monolithicSparse", "streamOptimized",
@@ -877,7 +867,12 @@ static int vmdk_open_descriptor(struct block_node *bs, struct vmdk *s, uint64_t 
 		error_setg_errno(errp, -ret, "Could not read '%s'", s->name);
 		return -1;
 	}
-	if (!desc[0] || !vmdk_desc_is_text(desc, file_len)) {
+	/*
+	 * As QEMU, the descriptor is the text up to its first NUL: descriptors
+	 * are padded with NULs, and QEMU's rewrite of a shorter CID leaves
+	 * bytes after a NUL.
+	 */
+	if (!desc[0]) {
 		free(desc);
 		error_setg(errp, "Image '%s' is not in VMDK format (neither a KDMV header nor "
 			   "a text descriptor)", s->name);
