@@ -616,10 +616,17 @@ def test_crash_kill9_keeps_fsynced_data(tmp_path, sub):
     ref = raw_of(img, drv, tmp_path)
     data = ref.read_bytes()
     for blk in set(durable) | set(since):
-        got = data[blk * block]
         allowed = {durable.get(blk, 0)} | since.get(blk, set())
-        assert got in allowed, f"block {blk} holds {got}, expected one of {allowed}"
-        assert data[blk * block:(blk + 1) * block] == bytes([got]) * block, f"block {blk} torn"
+        if blk not in since:
+            assert data[blk * block:(blk + 1) * block] == bytes([durable[blk]]) * block, \
+                f"block {blk} lost its fsync'd value {durable[blk]}"
+            continue
+        # A write in flight at the kill may be torn where the image file's
+        # pages fall (VDI data starts at a sector, not a page): per sector.
+        for sec in range(blk * block, (blk + 1) * block, 512):
+            got = data[sec]
+            assert got in allowed, f"block {blk} holds {got}, expected one of {allowed}"
+            assert data[sec:sec + 512] == bytes([got]) * 512, f"sector at {sec} torn"
     # exportd opens it again and reads what qemu-img reads.
     d2 = Daemon(tmp_path / "d2")
     d2.start()
