@@ -288,6 +288,10 @@ static const char *add_probe_format(const char *image)
 	if (pi.data_file)
 		ctl_exitx(EXIT_FAILED, "'%s' looks like a qcow2 image with an external "
 			  "data file; a probed image may not name other files", image);
+	if (pi.vmdk_descriptor)
+		ctl_exitx(EXIT_FAILED, "'%s' looks like a VMDK descriptor, which names its "
+			  "extent files; a probed image may not name other files: give "
+			  "--format vmdk if you trust it", image);
 	return pi.format;	/* a string constant: pi holds nothing else */
 }
 

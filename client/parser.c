@@ -9,7 +9,7 @@
 
 #include "parser.h"
 
-static const char *const format_values[] = { "raw", "qcow2", "auto", NULL };
+static const char *const format_values[] = { "raw", "qcow2", "vdi", "vpc", "vhdx", "vmdk", "auto", NULL };
 static const char *const onoffauto_values[] = { "on", "off", "auto", NULL };
 
 const struct ctl_option ctl_options[] = {
@@ -32,8 +32,8 @@ const struct ctl_option ctl_options[] = {
 	  "the image file or block device to export" },
 	{ OPT_NODE, "node", 0, ARG_REQUIRED, "NODE", NULL, NULL,
 	  "export a node made with blockdev-add instead of --image" },
-	{ OPT_FORMAT, "format", 0, ARG_REQUIRED, "raw|qcow2|auto", format_values, NULL,
-	  "image format (default auto: qcow2 if it has the qcow2 magic, else raw)" },
+	{ OPT_FORMAT, "format", 0, ARG_REQUIRED, "raw|qcow2|vdi|vpc|vhdx|vmdk|auto", format_values, NULL,
+	  "image format (default auto: by the image's magic, as QEMU probes; else raw)" },
 	{ OPT_WRITABLE, "writable", 0, ARG_NONE, NULL, NULL, NULL,
 	  "allow writes through the export" },
 	{ OPT_READ_ONLY, "read-only", 0, ARG_NONE, NULL, NULL, NULL,

@@ -1,5 +1,6 @@
 /*
  * probe.c: format probing for `exportctl add --format auto` (see probe.h).
+ * Beyond qcow2, the magics of vdi, vpc, vhdx and vmdk (below).
  * The fields read are those of the qcow2 header (docs/interop/qcow2.txt):
  * bytes 0-3 the magic "QFI\xfb", 4-7 the version, 8-15 the offset of the
  * backing file name and 16-19 its length, and in version 3 bytes 72-79
@@ -22,10 +23,34 @@
 #define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
 #define QCOW2_MAX_BACKING_NAME	1023	/* as QEMU and the daemon */
 
+/*
+ * The other formats, by the magic QEMU's probes look for: VDI's signature
+ * 0xbeda107f (little endian) at 0x40 of a 512-byte header, and VHD's
+ * footer copy "conectix" at 0 (a fixed VHD has its footer only at the end,
+ * and QEMU probes it as raw, as here), VHDX's "vhdxfile" identifier, a
+ * sparse VMDK extent's "KDMV" at 0
+ * and a VMDK text descriptor's first line.  A descriptor is nothing but
+ * names of extent files, so it is reported for the caller to refuse.
+ */
+#define VDI_SIGNATURE_OFF	0x40
+#define VDI_HEADER_SIZE		512
+#define VMDK_DESCRIPTOR_MARK	"# Disk DescriptorFile"
+
 const char *probe_format_buf(const unsigned char *buf, size_t len)
 {
 	if (len >= 4 && !memcmp(buf, QCOW2_MAGIC, 4))
 		return "qcow2";
+	if (len >= VDI_HEADER_SIZE && !memcmp(buf + VDI_SIGNATURE_OFF, "\x7f\x10\xda\xbe", 4))
+		return "vdi";
+	if (len >= 8 && !memcmp(buf, "conectix", 8))
+		return "vpc";
+	if (len >= 8 && !memcmp(buf, "vhdxfile", 8))
+		return "vhdx";
+	if (len >= 4 && !memcmp(buf, "KDMV", 4))
+		return "vmdk";
+	if (len >= sizeof(VMDK_DESCRIPTOR_MARK) - 1 &&
+	    !memcmp(buf, VMDK_DESCRIPTOR_MARK, sizeof(VMDK_DESCRIPTOR_MARK) - 1))
+		return "vmdk";
 	return "raw";
 }
 
@@ -94,7 +119,7 @@ static int probe_qcow2_names(int fd, const unsigned char *h, size_t len,
 
 int probe_image(const char *path, struct probe_info *pi)
 {
-	unsigned char buf[QCOW2_HEADER_V3_END];
+	unsigned char buf[VDI_HEADER_SIZE];
 	struct stat st;
 	ssize_t got;
 	int fd, saved;
@@ -116,6 +141,9 @@ int probe_image(const char *path, struct probe_info *pi)
 	pi->format = probe_format_buf(buf, (size_t)got);
 	if (!strcmp(pi->format, "qcow2") && probe_qcow2_names(fd, buf, (size_t)got, pi) < 0)
 		goto fail;
+	if (!strcmp(pi->format, "vmdk") && memcmp(buf, "KDMV", 4))
+		pi->vmdk_descriptor = true;
+
 	close(fd);
 	return 0;
 

@@ -1,12 +1,14 @@
 /*
- * probe.h: tell a qcow2 image from a raw one, as `--format auto` does:
- * an image that starts with the qcow2 magic "QFI\xfb" is qcow2, anything
+ * probe.h: tell a qcow2 (or vdi, vpc, vhdx, vmdk) image from a raw one, as `--format
+ * auto` does: an image that starts with the qcow2 magic "QFI\xfb" is
+ * qcow2, one with another format's magic (probe.c) that format, anything
  * else is raw (QEMU's raw driver accepts every file).
  *
  * A probe must never grant what an explicit format would not: the start
  * of a raw disk is written by its guest, who can make it look like a
  * qcow2 header naming any host file as its backing file.  So the probe
- * also reports the files a qcow2 header names, for the caller to refuse.
+ * also reports the files a qcow2 header names, and whether the image is a
+ * VMDK descriptor (which names extent files), for the caller to refuse.
  */
 #ifndef EXPORTCTL_PROBE_H
 #define EXPORTCTL_PROBE_H
@@ -16,12 +18,13 @@
 
 /* What a probe found. */
 struct probe_info {
-	const char *format;	/* "qcow2" or "raw" */
+	const char *format;	/* "qcow2", "vdi", "vpc", "vhdx", "vmdk" or "raw" */
 	char *backing_file;	/* qcow2: the backing file it names, or NULL */
 	bool data_file;		/* qcow2: it uses an external data file */
+	bool vmdk_descriptor;	/* vmdk: a text descriptor, naming extent files */
 };
 
-/* "qcow2" or "raw" for the first len bytes of an image. */
+/* The format of an image from its first len bytes (512 suffice). */
 const char *probe_format_buf(const unsigned char *buf, size_t len);
 
 /*

@@ -36,6 +36,10 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_qcow2,
 		&block_driver_null_co,
 		&block_driver_blkdebug,
+		&block_driver_vdi,
+		&block_driver_vpc,
+		&block_driver_vmdk,
+		&block_driver_vhdx,
 	};
 
 	if (!name)

@@ -294,5 +294,9 @@ extern const struct block_driver block_driver_raw;
 extern const struct block_driver block_driver_qcow2;
 extern const struct block_driver block_driver_null_co;
 extern const struct block_driver block_driver_blkdebug;
+extern const struct block_driver block_driver_vdi;
+extern const struct block_driver block_driver_vpc;
+extern const struct block_driver block_driver_vmdk;
+extern const struct block_driver block_driver_vhdx;
 
 #endif
