@@ -12,8 +12,9 @@ import time
 import pytest
 
 from fusetest import (WRITE_PATHS, add_export, add_file_node, add_writable_export,
-                      del_export, export_cleanup, mounted, need, random_image, wait_deleted,
-                      wait_io_started)
+                      del_export, export_cleanup, export_info, mounted, need, random_image,
+                      wait_deleted, wait_io_started)
+from harness import wait_until
 
 MiB = 1 << 20
 
@@ -299,6 +300,11 @@ def test_loop_mount_filesystem(qmp, tmp_path, mp, direct):
         fs_mounted = False
         subprocess.run(["losetup", "-d", loop], check=True)
         loop = None
+        # The kernel lets go of the loop's backing file after losetup -d
+        # returns (at its last close, in a worker): a safe delete before
+        # then is refused, rightly.  Wait for the daemon to see it closed.
+        wait_until(lambda: export_info(qmp, "e")["x-open-handles"] == 0,
+                   "the loop device to release the export's file", timeout=30)
         del_export(qmp, "e")
     finally:
         if fs_mounted:
