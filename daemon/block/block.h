@@ -280,5 +280,11 @@ extern const struct block_driver block_driver_raw;
 extern const struct block_driver block_driver_qcow2;
 extern const struct block_driver block_driver_null_co;
 extern const struct block_driver block_driver_blkdebug;
+/* Remote drivers, built when configure found their library. */
+extern const struct block_driver block_driver_nbd;
+extern const struct block_driver block_driver_http;
+extern const struct block_driver block_driver_https;
+/* Why a driver of the schema is missing from this build: "" or " (...)". */
+const char *block_driver_missing_why(const char *name);
 
 #endif
