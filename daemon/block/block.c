@@ -43,6 +43,10 @@ const struct block_driver *block_driver_find(const char *name)
 #if HAVE_LIBNBD
 		&block_driver_nbd,
 #endif
+#if HAVE_LIBCURL
+		&block_driver_http,
+		&block_driver_https,
+#endif
 	};
 
 	if (!name)
