@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ctl-util.h"
+#include "image-url.h"
 #include "output.h"
 #include "parser.h"
 #include "probe.h"
@@ -257,7 +258,7 @@ static int cmd_add(struct ctl *ctl)
 	char *file_node = NULL, *fmt_node = NULL;
 	const char *format = NULL, *node;
 	const char *created = NULL;
-	json_t *exports, *nodes, *args, *ret, *added;
+	json_t *exports, *nodes, *args, *ret, *added, *url_node = NULL;
 	struct stat st;
 	bool made_file = false, made_fmt = false;
 
@@ -272,7 +273,14 @@ static int cmd_add(struct ctl *ctl)
 			  res->value[OPT_ID], ID_MAX_FOR_NODES);
 		return EXIT_USAGE;
 	}
-	if (res->set[OPT_IMAGE]) {
+	if (res->set[OPT_IMAGE] && image_is_url(res->value[OPT_IMAGE])) {
+		/* A remote image: not probed, raw unless --format says otherwise. */
+		if (!(url_node = image_url_node(res->value[OPT_IMAGE], &err)))
+			ctl_exitx(EXIT_FAILED, "%s", err);
+		image = ctl_xstrdup(res->value[OPT_IMAGE]);
+		format = res->value[OPT_FORMAT] && strcmp(res->value[OPT_FORMAT], "auto") ?
+			 res->value[OPT_FORMAT] : "raw";
+	} else if (res->set[OPT_IMAGE]) {
 		image = realpath(res->value[OPT_IMAGE], NULL);
 		if (!image)
 			ctl_exitx(EXIT_FAILED, "cannot open image '%s': %s",
@@ -311,11 +319,15 @@ static int cmd_add(struct ctl *ctl)
 	if (image) {
 		file_node = ctl_xasprintf("%s-file", id);
 		fmt_node = ctl_xasprintf("%s-fmt", id);
-		args = json_pack("{s:s, s:s, s:s, s:b}",
+		args = url_node ? json_pack("{s:s, s:b}", "node-name", file_node, "read-only",
+					    !writable) :
+		       json_pack("{s:s, s:s, s:s, s:b}",
 				 "driver", stat(image, &st) == 0 && S_ISBLK(st.st_mode) ?
 					   "host_device" : "file",
 				 "node-name", file_node, "filename", image,
 				 "read-only", !writable);
+		if (url_node)
+			json_object_update(args, url_node);
 		ret = qmp_try(ctl, "blockdev-add", args, &err);
 		if (!ret)
 			goto fail;
@@ -361,6 +373,7 @@ static int cmd_add(struct ctl *ctl)
 	json_decref(added);
 	free(id);
 	free(image);
+	json_decref(url_node);
 	free(mountpoint);
 	free(file_node);
 	free(fmt_node);
@@ -372,6 +385,7 @@ fail:
 	free(err);
 	free(id);
 	free(image);
+	json_decref(url_node);
 	free(mountpoint);
 	free(file_node);
 	free(fmt_node);
