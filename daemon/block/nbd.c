@@ -380,7 +380,15 @@ static int nbd_issue(struct nbd_link *l, enum nbd_cmd cmd, void *buf, uint64_t l
 		sem_destroy(&w->done);
 		return -(err ? err : EIO);
 	}
-	nbd_link_wake(l);
+	/*
+	 * libnbd sent the command from this thread if it could; the poller
+	 * already waits for the reply.  Only a send that would block (or a
+	 * command queued behind a reply being read) needs it to watch for
+	 * POLLOUT, which it learns on a wake-up: skipping the others saves
+	 * a thread switch per request.
+	 */
+	if (nbd_aio_get_direction(l->h) & LIBNBD_AIO_DIRECTION_WRITE)
+		nbd_link_wake(l);
 	while (sem_wait(&w->done) < 0 && errno == EINTR)
 		;
 	sem_destroy(&w->done);
