@@ -231,7 +231,8 @@ static struct nbd_link *nbd_conn_get(struct block_node *bs, struct nbd_conn *c)
 		dead = l;
 		c->link = l = NULL;
 		c->lost_ms = nbd_now_ms();
-		log_warnx("node '%s': lost the connection to NBD server", bs->node_name);
+		log_warnx("node '%s': lost the connection to the NBD server; requests fail "
+			  "with EIO until it is back", bs->node_name);
 	}
 	now = nbd_now_ms();
 	if (!l && now - c->last_try_ms >= NBD_RETRY_INTERVAL_MS) {
@@ -260,7 +261,8 @@ static struct nbd_link *nbd_conn_get(struct block_node *bs, struct nbd_conn *c)
 }
 
 /* Drop a link that a request found dead, so the next get reconnects. */
-static void nbd_conn_forget(struct nbd_conn *c, struct nbd_link *l)
+static void nbd_conn_forget(struct block_node *bs, struct nbd_conn *c,
+			    struct nbd_link *l)
 {
 	bool drop = false;
 
@@ -271,8 +273,11 @@ static void nbd_conn_forget(struct nbd_conn *c, struct nbd_link *l)
 		drop = true;
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (drop)
+	if (drop) {
+		log_warnx("node '%s': lost the connection to the NBD server; requests fail "
+			  "with EIO until it is back", bs->node_name);
 		nbd_link_unref(l);
+	}
 }
 
 /* One command in flight: the request thread sleeps on `done`. */
@@ -440,7 +445,7 @@ static int nbd_run(struct block_node *bs, enum nbd_cmd cmd, void *buf, uint64_t 
 		}
 		ret = nbd_issue(l, cmd, buf, len, offset, flags, w);
 		if (ret < 0 && nbd_link_lost(l, ret)) {
-			nbd_conn_forget(c, l);
+			nbd_conn_forget(bs, c, l);
 			nbd_link_unref(l);
 			if (nbd_may_wait(s, c))
 				continue;
