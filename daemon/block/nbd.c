@@ -441,6 +441,8 @@ static int nbd_run(struct block_node *bs, enum nbd_cmd cmd, void *buf, uint64_t 
 		if (!l) {
 			if (nbd_may_wait(s, c))
 				continue;
+			log_debug("node '%s': no NBD connection, failing a request",
+				  bs->node_name);
 			return -EIO;
 		}
 		ret = nbd_issue(l, cmd, buf, len, offset, flags, w);
@@ -451,6 +453,9 @@ static int nbd_run(struct block_node *bs, enum nbd_cmd cmd, void *buf, uint64_t 
 				continue;
 			return -EIO;
 		}
+		if (ret < 0)
+			log_debug("node '%s': NBD command %d at %" PRIu64 " failed: %s",
+				  bs->node_name, (int)cmd, offset, strerror(-ret));
 		nbd_link_unref(l);
 		return ret;
 	}
