@@ -23,6 +23,7 @@
 #include "created-files.h"
 #include "ctl-util.h"
 #include "explain.h"
+#include "image-url.h"
 #include "output.h"
 #include "parser.h"
 #include "probe.h"
@@ -307,7 +308,7 @@ struct add_nodes {
  * or NULL with *errp (the daemon's text); what was made is in *made.
  */
 static const char *add_image_nodes(struct ctl *ctl, const char *id, const char *image,
-				   const char *format, bool writable,
+				   json_t *url_node, const char *format, bool writable,
 				   struct add_nodes *made, char **errp)
 {
 	char *file_node = ctl_xasprintf("%s-file", id);
@@ -315,11 +316,17 @@ static const char *add_image_nodes(struct ctl *ctl, const char *id, const char *
 	struct stat st;
 	json_t *args, *ret;
 
-	args = json_pack("{s:s, s:s, s:s, s:b}",
-			 "driver", stat(image, &st) == 0 && S_ISBLK(st.st_mode) ?
-				   "host_device" : "file",
-			 "node-name", file_node, "filename", image,
-			 "read-only", !writable);
+	/* A URL names the protocol node (nbd, http, https) itself. */
+	if (url_node) {
+		args = json_pack("{s:s, s:b}", "node-name", file_node, "read-only", !writable);
+		json_object_update(args, url_node);
+	} else {
+		args = json_pack("{s:s, s:s, s:s, s:b}",
+				 "driver", stat(image, &st) == 0 && S_ISBLK(st.st_mode) ?
+					   "host_device" : "file",
+				 "node-name", file_node, "filename", image,
+				 "read-only", !writable);
+	}
 	ret = qmp_try(ctl, "blockdev-add", args, errp);
 	if (!ret)
 		goto fail;
@@ -385,7 +392,7 @@ static int cmd_add(struct ctl *ctl)
 	struct add_nodes made = { NULL, NULL };
 	const char *format = NULL, *node;
 	const char *created = NULL;
-	json_t *exports, *nodes, *added;
+	json_t *exports, *nodes, *added, *url_node = NULL;
 	struct stat st, created_st;
 	int status = EXIT_OK;
 
@@ -400,7 +407,14 @@ static int cmd_add(struct ctl *ctl)
 			  res->value[OPT_ID], ID_MAX_FOR_NODES);
 		return EXIT_USAGE;
 	}
-	if (res->set[OPT_IMAGE]) {
+	if (res->set[OPT_IMAGE] && image_is_url(res->value[OPT_IMAGE])) {
+		/* A remote image: not probed, raw unless --format says otherwise. */
+		if (!(url_node = image_url_node(res->value[OPT_IMAGE], &err)))
+			ctl_exitx(EXIT_FAILED, "%s", err);
+		image = ctl_xstrdup(res->value[OPT_IMAGE]);
+		format = res->value[OPT_FORMAT] && strcmp(res->value[OPT_FORMAT], "auto") ?
+			 res->value[OPT_FORMAT] : "raw";
+	} else if (res->set[OPT_IMAGE]) {
 		image = realpath(res->value[OPT_IMAGE], NULL);
 		if (!image)
 			ctl_exitx(EXIT_FAILED, "cannot open image '%s': %s",
@@ -437,7 +451,7 @@ static int cmd_add(struct ctl *ctl)
 		created = mountpoint;
 	}
 
-	node = image ? add_image_nodes(ctl, id, image, format, writable, &made, &err) :
+	node = image ? add_image_nodes(ctl, id, image, url_node, format, writable, &made, &err) :
 	       res->value[OPT_NODE];
 	if (!node || add_export(ctl, id, node, &made, mountpoint, writable, &err) < 0) {
 		struct explain_context cx = { .id = id, .image = image, .nodes = nodes,
@@ -470,6 +484,7 @@ out:
 	json_decref(nodes);
 	free(id);
 	free(image);
+	json_decref(url_node);
 	free(mountpoint);
 	free(made.file_node);
 	free(made.fmt_node);

@@ -29,7 +29,7 @@ const struct ctl_option ctl_options[] = {
 	{ OPT_MOUNTPOINT, "mountpoint", 0, ARG_REQUIRED, "PATH", NULL, NULL,
 	  "the regular file the image appears as (created if missing)" },
 	{ OPT_IMAGE, "image", 0, ARG_REQUIRED, "FILE", NULL, NULL,
-	  "the image file or block device to export" },
+	  "the image file or block device to export, or an nbd://, nbd+unix:// or http(s):// URL" },
 	{ OPT_NODE, "node", 0, ARG_REQUIRED, "NODE", NULL, NULL,
 	  "export a node made with blockdev-add instead of --image" },
 	{ OPT_FORMAT, "format", 0, ARG_REQUIRED, "raw|qcow2|vdi|vpc|vhdx|vmdk|auto", format_values, NULL,

@@ -40,6 +40,13 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_vpc,
 		&block_driver_vmdk,
 		&block_driver_vhdx,
+#if HAVE_LIBNBD
+		&block_driver_nbd,
+#endif
+#if HAVE_LIBCURL
+		&block_driver_http,
+		&block_driver_https,
+#endif
 	};
 
 	if (!name)
@@ -49,6 +56,17 @@ const struct block_driver *block_driver_find(const char *name)
 			return drivers[i];
 	}
 	return NULL;
+}
+
+const char *block_driver_missing_why(const char *name)
+{
+	if (!name)
+		return "";
+	if (!HAVE_LIBNBD && !strcmp(name, "nbd"))
+		return " (exportd was configured without libnbd)";
+	if (!HAVE_LIBCURL && (!strcmp(name, "http") || !strcmp(name, "https")))
+		return " (exportd was configured without libcurl)";
+	return "";
 }
 
 bool block_node_name_wellformed(const char *name)
@@ -181,8 +199,8 @@ static struct block_node *node_open(json_t *options, const char *name,
 	}
 	drv = block_driver_find(drvname);
 	if (!drv) {
-		error_setg(errp, "Driver '%s' is not available in this build",
-			   drvname ? drvname : "");
+		error_setg(errp, "Driver '%s' is not available in this build%s",
+			   drvname ? drvname : "", block_driver_missing_why(drvname));
 		return NULL;
 	}
 

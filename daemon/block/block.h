@@ -298,5 +298,11 @@ extern const struct block_driver block_driver_vdi;
 extern const struct block_driver block_driver_vpc;
 extern const struct block_driver block_driver_vmdk;
 extern const struct block_driver block_driver_vhdx;
+/* Remote drivers, built when configure found their library. */
+extern const struct block_driver block_driver_nbd;
+extern const struct block_driver block_driver_http;
+extern const struct block_driver block_driver_https;
+/* Why a driver of the schema is missing from this build: "" or " (...)". */
+const char *block_driver_missing_why(const char *name);
 
 #endif
