@@ -40,6 +40,7 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_qcow2,
 		&block_driver_null_co,
 		&block_driver_blkdebug,
+		&block_driver_luks,
 	};
 
 	if (!name)
