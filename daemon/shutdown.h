@@ -8,8 +8,8 @@
 #include <stdbool.h>
 
 /* Start a graceful shutdown (idempotent).  Main thread. */
-void daemon_request_shutdown(const char *reason);
+void shutdown_request(const char *reason);
 /* Whether a shutdown has been requested already. */
-bool daemon_shutdown_requested(void);
+bool shutdown_requested(void);
 
 #endif

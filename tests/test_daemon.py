@@ -7,8 +7,6 @@ import socket
 import stat
 import subprocess
 
-import pytest
-
 from harness import Daemon, QMPClient, build_path, wait_pid_gone, wait_until
 
 

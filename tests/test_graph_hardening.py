@@ -6,8 +6,6 @@ daemon over QMP (or exportctl against it) and checks that the daemon still
 answers afterwards."""
 
 import os
-import shutil
-import stat
 import subprocess
 
 import pytest

@@ -1,13 +1,12 @@
 """The QMP server under several clients, slow clients and hostile input
 (issue: foundation)."""
 
-import os
 import socket
 import time
 
 import pytest
 
-from harness import QMPClient, build_path
+from harness import build_path
 
 
 def test_two_clients_are_served_at_once(daemon):

@@ -7,8 +7,6 @@ import socket
 
 import pytest
 
-from harness import QMPClient, QMPError
-
 
 def error_of(reply):
     assert "error" in reply, f"expected an error, got {reply}"

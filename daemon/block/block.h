@@ -149,6 +149,13 @@ struct block_node {
 	 * of the one being opened.
 	 */
 	bool opening;
+	/*
+	 * While its driver's open runs: the node whose open created this one
+	 * as an inline child (NULL for blockdev-add's node).  Walking it up
+	 * gives the chain of nodes opening, one inside the other: its length
+	 * bounds the nesting, and qcow2 finds backing-file loops on it.
+	 */
+	struct block_node *opener;
 	unsigned open_flags;		/* BLOCK_OPEN_*, inherited by inline children */
 	int height;			/* longest path down to a leaf: 0 for a file node */
 	/* Users: parents and exports.  Protected by the main thread only. */
@@ -205,29 +212,36 @@ void block_close_all(void);
 #define BLOCK_OPEN_PROBED	0x2
 
 /*
- * For format drivers: open the child `role` ("file", "backing") named by
- * `ref` (a node-name string or an inline BlockdevOptions object) and take
+ * For format drivers, from their open callback: open parent's child `role`
+ * ("file", "backing") named by `ref` (a node-name string or an inline
+ * BlockdevOptions object, which inherits parent's options) and take
  * a reference on it.  A reference that would close a cycle, or make the
  * graph deeper than BLOCK_MAX_HEIGHT, is refused.  flags: BLOCK_OPEN_*.
  */
-struct block_node *block_node_open_child(json_t *ref, const char *role, bool read_only,
-					 unsigned flags, struct error **errp);
+struct block_node *block_node_open_child(struct block_node *parent, json_t *ref,
+					 const char *role, bool read_only, unsigned flags,
+					 struct error **errp);
+/*
+ * For drivers: write zeroes with the driver's own pwrite (no bounds check),
+ * the fallback of a write_zeroes callback that cannot do better.
+ */
+int block_emulate_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len);
 /* Drop a reference taken by block_node_open_child or block_node_ref. */
 void block_node_unref(struct block_node *bs);
 void block_node_ref(struct block_node *bs);
 /*
  * Take a user's permissions on a node: writing needs a writable node,
  * resizing needs a node whose driver can truncate.  Fails with a clear
- * message ("Block node 'x' is read-only").  Release with block_node_release.
+ * message ("Block node 'x' is read-only").  Release with block_perm_release.
  */
-int block_node_acquire(struct block_node *bs, bool write, bool resize,
+int block_perm_acquire(struct block_node *bs, bool write, bool resize,
 		       struct error **errp);
-void block_node_release(struct block_node *bs, bool write, bool resize);
+void block_perm_release(struct block_node *bs, bool write, bool resize);
 /*
- * block_node_acquire naming the user in messages (e.g. "export 'e'"), so
+ * block_perm_acquire naming the user in messages (e.g. "export 'e'"), so
  * that blockdev-del and permission conflicts say who holds the node.
  */
-int block_node_acquire_as(struct block_node *bs, const char *who, bool write,
+int block_perm_acquire_as(struct block_node *bs, const char *who, bool write,
 			  bool resize, struct error **errp);
 
 /* Permission graph (main thread), for the registry and format drivers. */
@@ -241,7 +255,7 @@ void block_perm_detach_child(struct block_node *parent, struct block_node *child
 /* "consistent read, write": the names of the bits of perm, into buf. */
 const char *block_perm_names(uint64_t perm, char *buf, size_t size);
 /* Who uses bs, for "Node 'x' is in use by ...": NULL if nobody. */
-char *block_node_describe_users(struct block_node *bs);
+char *block_perm_describe_users(struct block_node *bs);
 
 /*
  * I/O (any thread): bounds-checked wrappers around the driver, lock-free.

@@ -285,7 +285,7 @@ void block_perm_detach_child(struct block_node *parent, struct block_node *child
 	}
 }
 
-int block_node_acquire_as(struct block_node *bs, const char *who, bool write,
+int block_perm_acquire_as(struct block_node *bs, const char *who, bool write,
 			  bool resize, struct error **errp)
 {
 	struct block_user *u;
@@ -332,13 +332,13 @@ int block_node_acquire_as(struct block_node *bs, const char *who, bool write,
 	return 0;
 }
 
-int block_node_acquire(struct block_node *bs, bool write, bool resize,
+int block_perm_acquire(struct block_node *bs, bool write, bool resize,
 		       struct error **errp)
 {
-	return block_node_acquire_as(bs, NULL, write, resize, errp);
+	return block_perm_acquire_as(bs, NULL, write, resize, errp);
 }
 
-void block_node_release(struct block_node *bs, bool write, bool resize)
+void block_perm_release(struct block_node *bs, bool write, bool resize)
 {
 	struct block_user *u, *found = NULL;
 	uint64_t perm = BLOCK_PERM_CONSISTENT_READ;
@@ -370,7 +370,7 @@ void block_node_release(struct block_node *bs, bool write, bool resize)
 	}
 }
 
-char *block_node_describe_users(struct block_node *bs)
+char *block_perm_describe_users(struct block_node *bs)
 {
 	struct block_user *u;
 	char *s = NULL;

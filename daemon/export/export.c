@@ -124,7 +124,7 @@ int export_add(json_t *options, struct error **errp)
 	resize = writable || growable;
 	{
 		char *who = xasprintf("export '%s'", id);
-		int ret = block_node_acquire_as(node, who, writable, resize, errp);
+		int ret = block_perm_acquire_as(node, who, writable, resize, errp);
 
 		free(who);
 		if (ret < 0)
@@ -140,7 +140,7 @@ int export_add(json_t *options, struct error **errp)
 	exp->growable = growable;
 	atomic_init(&exp->refcnt, 1);
 	if (drv->create(exp, options, errp) < 0) {
-		block_node_release(node, writable, resize);
+		block_perm_release(node, writable, resize);
 		block_node_unref(node);
 		free(exp->id);
 		free(exp);
@@ -225,7 +225,7 @@ static void export_finish(void *opaque)
 	exp->drv->delete(exp);
 	TAILQ_REMOVE(&exports, exp, next);
 	export_live--;
-	block_node_release(exp->node, exp->writable, resize);
+	block_perm_release(exp->node, exp->writable, resize);
 	block_node_unref(exp->node);
 	log_info("export '%s' deleted", exp->id);
 	if (export_deleted_hook)

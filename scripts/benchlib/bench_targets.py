@@ -15,7 +15,7 @@ import time
 
 import bench_procs as procs
 from bench_qmp import QMPClient, QMPError
-from bench_report import DIRECT, EXPORTD, EXPORTD_PT, FUSEPT, QSD
+from bench_report import DIRECT, FUSEPT
 
 
 class TargetError(Exception):

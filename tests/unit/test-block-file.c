@@ -139,12 +139,12 @@ static void test_read_only(void)
 	CHECK_EQ(block_node_truncate(bs, 4096), -EROFS);
 	CHECK_EQ(block_node_pread(bs, buf, sizeof(buf), 0), 0);
 	CHECK(buf_is_pattern(buf, sizeof(buf), 0));
-	CHECK_EQ(block_node_acquire(bs, true, false, &err), -1);
+	CHECK_EQ(block_perm_acquire(bs, true, false, &err), -1);
 	CHECK(test_err_is(err, "Block node 'f' is read-only"));
 	error_free(err);
 	err = NULL;
-	CHECK_EQ(block_node_acquire(bs, false, false, &err), 0);
-	block_node_release(bs, false, false);
+	CHECK_EQ(block_perm_acquire(bs, false, false, &err), 0);
+	block_perm_release(bs, false, false);
 	test_del("f");
 	free(img);
 }

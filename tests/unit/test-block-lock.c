@@ -40,26 +40,26 @@ static void test_two_nodes(void)
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"b\",\"filename\":\"%s\"}", img);
 	/* Opening takes no lock (as QEMU): users do. */
 	CHECK(!byte_locked(img, 100));
-	CHECK_EQ(block_node_acquire_as(node("a"), "export 'ea'", true, false, &err), 0);
+	CHECK_EQ(block_perm_acquire_as(node("a"), "export 'ea'", true, false, &err), 0);
 	msg = xasprintf("Failed to get \"write\" lock: is another process using the "
 			"image [%s]?", img);
-	CHECK_EQ(block_node_acquire_as(node("b"), "export 'eb'", true, false, &err), -1);
+	CHECK_EQ(block_perm_acquire_as(node("b"), "export 'eb'", true, false, &err), -1);
 	CHECK(test_err_is(err, msg));
 	free(msg);
 	error_free(err);
 	err = NULL;
 	/* A reader shares writing, so it may come. */
-	CHECK_EQ(block_node_acquire(node("b"), false, false, &err), 0);
-	block_node_release(node("b"), false, false);
+	CHECK_EQ(block_perm_acquire(node("b"), false, false, &err), 0);
+	block_perm_release(node("b"), false, false);
 	/* Once a lets go, b may write. */
-	block_node_release(node("a"), true, false);
-	CHECK_EQ(block_node_acquire(node("b"), true, false, &err), 0);
+	block_perm_release(node("a"), true, false);
+	CHECK_EQ(block_perm_acquire(node("b"), true, false, &err), 0);
 	/* And now a is refused: its writer would not share b's writing. */
-	CHECK_EQ(block_node_acquire(node("a"), true, false, &err), -1);
+	CHECK_EQ(block_perm_acquire(node("a"), true, false, &err), -1);
 	CHECK(test_err_has(err, "lock"));
 	error_free(err);
 	err = NULL;
-	block_node_release(node("b"), true, false);
+	block_perm_release(node("b"), true, false);
 	test_del("a");
 	test_del("b");
 	free(img);
@@ -72,13 +72,13 @@ static void test_reader_shares(void)
 
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"a\",\"filename\":\"%s\"}", img);
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"b\",\"filename\":\"%s\"}", img);
-	CHECK_EQ(block_node_acquire(node("a"), false, false, &err), 0);
-	CHECK_EQ(block_node_acquire(node("b"), true, false, &err), 0);
+	CHECK_EQ(block_perm_acquire(node("a"), false, false, &err), 0);
+	CHECK_EQ(block_perm_acquire(node("b"), true, false, &err), 0);
 	/* A writer does not make readers go away. */
-	block_node_release(node("a"), false, false);
-	CHECK_EQ(block_node_acquire(node("a"), false, false, &err), 0);
-	block_node_release(node("a"), false, false);
-	block_node_release(node("b"), true, false);
+	block_perm_release(node("a"), false, false);
+	CHECK_EQ(block_perm_acquire(node("a"), false, false, &err), 0);
+	block_perm_release(node("a"), false, false);
+	block_perm_release(node("b"), true, false);
 	test_del("a");
 	test_del("b");
 	free(img);
@@ -90,11 +90,11 @@ static void test_lock_bytes(void)
 	struct error *err = NULL;
 
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"a\",\"filename\":\"%s\"}", img);
-	CHECK_EQ(block_node_acquire(node("a"), false, false, &err), 0);
+	CHECK_EQ(block_perm_acquire(node("a"), false, false, &err), 0);
 	CHECK(byte_locked(img, 100));
 	CHECK(!byte_locked(img, 101));
 	CHECK(!byte_locked(img, 201));
-	CHECK_EQ(block_node_acquire(node("a"), true, true, &err), 0);
+	CHECK_EQ(block_perm_acquire(node("a"), true, true, &err), 0);
 	CHECK(byte_locked(img, 100));
 	CHECK(byte_locked(img, 101));
 	CHECK(!byte_locked(img, 102));
@@ -104,13 +104,13 @@ static void test_lock_bytes(void)
 	CHECK(!byte_locked(img, 202));
 	CHECK(byte_locked(img, 203));
 	/* Releasing the writer gives the bytes back; the reader's stays. */
-	block_node_release(node("a"), true, true);
+	block_perm_release(node("a"), true, true);
 	CHECK(byte_locked(img, 100));
 	CHECK(!byte_locked(img, 101));
 	CHECK(!byte_locked(img, 103));
 	CHECK(!byte_locked(img, 201));
 	CHECK(!byte_locked(img, 203));
-	block_node_release(node("a"), false, false);
+	block_perm_release(node("a"), false, false);
 	CHECK(!byte_locked(img, 100));
 	test_del("a");
 	free(img);
@@ -124,11 +124,11 @@ static void test_locking_off(void)
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"a\",\"filename\":\"%s\"}", img);
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"b\",\"filename\":\"%s\","
 	       "\"locking\":\"off\"}", img);
-	CHECK_EQ(block_node_acquire(node("b"), true, false, &err), 0);
+	CHECK_EQ(block_perm_acquire(node("b"), true, false, &err), 0);
 	CHECK(!byte_locked(img, 101));
-	CHECK_EQ(block_node_acquire(node("a"), true, false, &err), 0);
-	block_node_release(node("a"), true, false);
-	block_node_release(node("b"), true, false);
+	CHECK_EQ(block_perm_acquire(node("a"), true, false, &err), 0);
+	block_perm_release(node("a"), true, false);
+	block_perm_release(node("b"), true, false);
 	test_del("a");
 	test_del("b");
 	free(img);
@@ -143,13 +143,13 @@ static void test_through_raw(void)
 	ADD_OK("{\"driver\":\"raw\",\"node-name\":\"r\",\"file\":{\"driver\":\"file\","
 	       "\"filename\":\"%s\"}}", img);
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"b\",\"filename\":\"%s\"}", img);
-	CHECK_EQ(block_node_acquire(node("r"), true, false, &err), 0);
+	CHECK_EQ(block_perm_acquire(node("r"), true, false, &err), 0);
 	CHECK(byte_locked(img, 101) && byte_locked(img, 201));
-	CHECK_EQ(block_node_acquire(node("b"), true, false, &err), -1);
+	CHECK_EQ(block_perm_acquire(node("b"), true, false, &err), -1);
 	CHECK(test_err_has(err, "Failed to get \"write\" lock"));
 	error_free(err);
 	err = NULL;
-	block_node_release(node("r"), true, false);
+	block_perm_release(node("r"), true, false);
 	CHECK(!byte_locked(img, 101));
 	test_del("r");
 	test_del("b");
@@ -213,7 +213,7 @@ static void test_format_default(void)
 	CHECK_EQ(block_perm_attach_child(q2, node("b"), "file", &err), 0);
 	CHECK(byte_locked(img, 100) && !byte_locked(img, 101));
 	CHECK(byte_locked(img, 201) && byte_locked(img, 203));
-	CHECK_EQ(block_node_acquire(node("a"), true, false, &err), -1);
+	CHECK_EQ(block_perm_acquire(node("a"), true, false, &err), -1);
 	CHECK(test_err_has(err, "Failed to get \"write\" lock"));
 	error_free(err);
 	block_perm_detach_child(q2, node("b"));
@@ -276,7 +276,7 @@ static void test_qemu_io_refused(void)
 		return;
 	}
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"a\",\"filename\":\"%s\"}", img);
-	CHECK_EQ(block_node_acquire(node("a"), true, false, &err), 0);
+	CHECK_EQ(block_perm_acquire(node("a"), true, false, &err), 0);
 	/* A writing qemu-io is refused... */
 	CHECK(run(&out, "qemu-io -f raw -c 'write -P 0x55 0 512' '%s'", img) != 0);
 	CHECK(strstr(out, "Failed to get \"write\" lock") != NULL);
@@ -291,11 +291,11 @@ static void test_qemu_io_refused(void)
 	CHECK(strstr(out, "lock") != NULL);
 	free(out);
 	/* Without our writer, qemu-io writes. */
-	block_node_release(node("a"), true, false);
-	CHECK_EQ(block_node_acquire(node("a"), false, false, &err), 0);
+	block_perm_release(node("a"), true, false);
+	CHECK_EQ(block_perm_acquire(node("a"), false, false, &err), 0);
 	CHECK_EQ(run(&out, "qemu-io -f raw -c 'write -P 0x55 0 512' '%s'", img), 0);
 	free(out);
-	block_node_release(node("a"), false, false);
+	block_perm_release(node("a"), false, false);
 	test_del("a");
 	free(img);
 }
@@ -330,7 +330,7 @@ static void test_qemu_io_holds(void)
 	CHECK(qio != NULL && byte_locked(img, 101));
 	msg = xasprintf("Failed to get shared \"write\" lock: is another process "
 			"using the image [%s]?", img);
-	CHECK_EQ(block_node_acquire(node("a"), true, false, &err), -1);
+	CHECK_EQ(block_perm_acquire(node("a"), true, false, &err), -1);
 	CHECK(test_err_is(err, msg));
 	free(msg);
 	error_free(err);
@@ -338,13 +338,13 @@ static void test_qemu_io_holds(void)
 	/* Nothing of ours is left locked after the refusal. */
 	CHECK(!byte_locked(img, 201));
 	/* Reading alongside a writing qemu is fine (it shares reading). */
-	CHECK_EQ(block_node_acquire(node("a"), false, false, &err), 0);
-	block_node_release(node("a"), false, false);
+	CHECK_EQ(block_perm_acquire(node("a"), false, false, &err), 0);
+	block_perm_release(node("a"), false, false);
 	if (qio)
 		pclose(qio);
 	CHECK(!byte_locked(img, 101));
-	CHECK_EQ(block_node_acquire(node("a"), true, false, &err), 0);
-	block_node_release(node("a"), true, false);
+	CHECK_EQ(block_perm_acquire(node("a"), true, false, &err), 0);
+	block_perm_release(node("a"), true, false);
 	test_del("a");
 	free(img);
 }

@@ -100,7 +100,7 @@ static void test_window(void)
 	{
 		struct error *err = NULL;
 
-		CHECK_EQ(block_node_acquire(r, true, true, &err), -1);
+		CHECK_EQ(block_perm_acquire(r, true, true, &err), -1);
 		CHECK(test_err_has(err, "cannot be resized"));
 		error_free(err);
 	}
@@ -230,7 +230,7 @@ static void test_inline_child(void)
 	       "\"node-name\":\"kid\",\"filename\":\"%s\",\"read-only\":true}}", img);
 	CHECK(node("kid")->read_only && node("kid")->implicit);
 	CHECK(!node("r")->read_only);
-	CHECK_EQ(block_node_acquire(node("r"), true, false, &err), -1);
+	CHECK_EQ(block_perm_acquire(node("r"), true, false, &err), -1);
 	CHECK(test_err_is(err, "Block node 'kid' is read-only"));
 	error_free(err);
 	err = NULL;
@@ -257,16 +257,16 @@ static void test_del_in_use(void)
 	error_free(err);
 	err = NULL;
 	r = node("r");
-	CHECK_EQ(block_node_acquire_as(r, "export 'e1'", true, false, &err), 0);
+	CHECK_EQ(block_perm_acquire_as(r, "export 'e1'", true, false, &err), 0);
 	CHECK_EQ(r->write_users, 1);
 	CHECK_EQ(blockdev_del("r", &err), -1);
 	CHECK(test_err_is(err, "Node 'r' is in use by export 'e1'"));
 	error_free(err);
 	err = NULL;
 	/* Two exports of one node do not conflict with each other. */
-	CHECK_EQ(block_node_acquire_as(r, "export 'e2'", true, true, &err), 0);
-	block_node_release(r, true, true);
-	block_node_release(r, true, false);
+	CHECK_EQ(block_perm_acquire_as(r, "export 'e2'", true, true, &err), 0);
+	block_perm_release(r, true, true);
+	block_perm_release(r, true, false);
 	CHECK_EQ(r->write_users, 0);
 	test_del("r");
 	test_del("f");
@@ -284,8 +284,8 @@ static void test_perm_conflict(void)
 	ADD_OK("{\"driver\":\"file\",\"node-name\":\"f\",\"filename\":\"%s\"}", img);
 	ADD_OK("{\"driver\":\"raw\",\"node-name\":\"r\",\"file\":\"f\",\"size\":4096}");
 	f = node("f");
-	CHECK_EQ(block_node_acquire_as(node("r"), "export 'er'", false, false, &err), 0);
-	CHECK_EQ(block_node_acquire_as(f, "export 'ef'", true, true, &err), -1);
+	CHECK_EQ(block_perm_acquire_as(node("r"), "export 'er'", false, false, &err), 0);
+	CHECK_EQ(block_perm_acquire_as(f, "export 'ef'", true, true, &err), -1);
 	CHECK(test_err_is(err, "Permission conflict on node 'f': permissions 'resize' "
 			  "are both required by export 'ef' and unshared by node 'r' "
 			  "(uses node 'f' as 'file' child)"));
@@ -294,9 +294,9 @@ static void test_perm_conflict(void)
 	/* Nothing changed by the failure. */
 	CHECK_EQ(f->perm, BLOCK_PERM_CONSISTENT_READ);
 	CHECK_EQ(f->write_users, 0);
-	CHECK_EQ(block_node_acquire_as(f, "export 'ef'", true, false, &err), 0);
-	block_node_release(f, true, false);
-	block_node_release(node("r"), false, false);
+	CHECK_EQ(block_perm_acquire_as(f, "export 'ef'", true, false, &err), 0);
+	block_perm_release(f, true, false);
+	block_perm_release(node("r"), false, false);
 	CHECK_EQ(f->perm, 0);
 	/* The window itself still keeps others from resizing f... */
 	CHECK_EQ(f->shared, BLOCK_PERM_ALL & ~BLOCK_PERM_RESIZE);
