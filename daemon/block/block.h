@@ -288,19 +288,6 @@ char *block_node_generate_name(void);
 /* Node names as QEMU's id_wellformed: a letter, then letters, digits, -._ */
 bool block_node_name_wellformed(const char *name);
 
-/*
- * Secrets (passphrases of encrypted images) live in the object registry
- * above the block layer; exportd.c registers the lookup at start-up.
- * On success *data is a malloc'ed copy of the secret's bytes (the caller
- * wipes and frees it) and *len its length; on failure -1 with the
- * registry's message ("No secret with id 'x'").
- */
-typedef int block_secret_lookup_fn(const char *id, uint8_t **data, size_t *len,
-				   struct error **errp);
-void block_set_secret_lookup(block_secret_lookup_fn *fn);
-int block_secret_lookup(const char *id, uint8_t **data, size_t *len,
-			struct error **errp);
-
 extern const struct block_driver block_driver_file;
 extern const struct block_driver block_driver_host_device;
 extern const struct block_driver block_driver_raw;

@@ -27,6 +27,7 @@
 
 #include "block/block.h"
 #include "block/luks.h"
+#include "object/secret.h"
 #include "util.h"
 
 struct luks_state {
@@ -65,11 +66,10 @@ struct crypto_cipher *luks_open_with_secret(const struct luks_header *h,
 			   optprefix);
 		return NULL;
 	}
-	if (block_secret_lookup(secret_id, &pass, &passlen, errp) < 0)
+	if (secret_lookup(secret_id, &pass, &passlen, errp) < 0)
 		return NULL;
 	cipher = luks_unlock(h, pass, passlen, read, opaque, name, errp);
-	crypto_wipe(pass, passlen);
-	free(pass);
+	secret_free(pass, passlen);
 	return cipher;
 }
 
@@ -81,7 +81,7 @@ static int luks_open(struct block_node *bs, json_t *options, struct error **errp
 	int64_t file_len;
 	int ret;
 
-	bs->file = block_node_open_child(json_object_get(options, "file"), "file",
+	bs->file = block_node_open_child(bs, json_object_get(options, "file"), "file",
 					 bs->read_only, bs->open_flags, errp);
 	if (!bs->file)
 		return -1;

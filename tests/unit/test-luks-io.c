@@ -26,6 +26,7 @@
 #include "block/block.h"
 #include "rpc/error.h"
 #include "log.h"
+#include "object/object.h"
 #include "unit.h"
 #include "util.h"
 
@@ -60,20 +61,18 @@ static int sh(const char *fmt, ...)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* The secret registry's part, for a unit test of the block layer alone. */
-static int lookup_secret(const char *id, uint8_t **data, size_t *len,
-			 struct error **errp)
+/* A secret object, as --object secret,id=ID,data=DATA makes it. */
+static void add_secret(const char *id, const char *data)
 {
-	const char *value = !strcmp(id, "s") ? PASSPHRASE : !strcmp(id, "bad") ?
-			    "wrong" : NULL;
+	json_t *o = json_pack("{s:s, s:s, s:s}", "qom-type", "secret", "id", id,
+			      "data", data);
+	struct error *err = NULL;
 
-	if (!value) {
-		error_setg(errp, "No secret with id '%s'", id);
-		return -1;
+	if (object_add(o, &err) < 0) {
+		fprintf(stderr, "    object-add %s: %s\n", id, err->msg);
+		error_free(err);
 	}
-	*data = (uint8_t *)xstrdup(value);
-	*len = strlen(value);
-	return 0;
+	json_decref(o);
 }
 
 static char *tpath(const char *name)
@@ -321,10 +320,10 @@ static void test_write_ciphers(void)
 		}
 		fd = open(raw, O_WRONLY);
 		CHECK(fd >= 0);
-		CHECK(block_node_acquire(bs, true, false, NULL) == 0);
+		CHECK(block_perm_acquire(bs, true, false, NULL) == 0);
 		apply_random_writes(bs, fd, 200);
 		CHECK_EQ(block_node_flush(bs), 0);
-		block_node_release(bs, true, false);
+		block_perm_release(bs, true, false);
 		close(fd);
 		CHECK(node_matches_raw(bs, raw));
 		close_node("w");
@@ -452,7 +451,7 @@ static void test_concurrent_partial_sectors(void)
 	CHECK(bs);
 	if (!bs)
 		goto out;
-	CHECK(block_node_acquire(bs, true, false, NULL) == 0);
+	CHECK(block_perm_acquire(bs, true, false, NULL) == 0);
 	for (int i = 0; i < RMW_THREADS; i++) {
 		args[i] = (struct rmw_arg){ .bs = bs, .id = i };
 		pthread_create(&tids[i], NULL, rmw_thread, &args[i]);
@@ -471,7 +470,7 @@ static void test_concurrent_partial_sectors(void)
 					break;
 				}
 	}
-	block_node_release(bs, true, false);
+	block_perm_release(bs, true, false);
 	close_node("t");
 out:
 	free(raw);
@@ -552,10 +551,10 @@ static void test_qcow2_luks_read_write(void)
 		}
 		CHECK(node_matches_raw(bs, raw));
 		fd = open(raw, O_WRONLY);
-		CHECK(block_node_acquire(bs, true, false, NULL) == 0);
+		CHECK(block_perm_acquire(bs, true, false, NULL) == 0);
 		apply_random_writes(bs, fd, 150);
 		CHECK_EQ(block_node_flush(bs), 0);
-		block_node_release(bs, true, false);
+		block_perm_release(bs, true, false);
 		close(fd);
 		CHECK(node_matches_raw(bs, raw));
 		close_node("q");
@@ -606,7 +605,8 @@ int main(void)
 		printf("SKIP luks-io: qemu-img is not installed\n");
 		return 0;
 	}
-	block_set_secret_lookup(lookup_secret);
+	add_secret("s", PASSPHRASE);
+	add_secret("bad", "wrong");
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-luks-io.XXXXXX");
 	if (!mkdtemp(tmpdir)) {
 		perror("mkdtemp");
