@@ -152,7 +152,7 @@ static void luks_query(struct block_node *bs, json_t *info)
 
 static int64_t luks_get_length(struct block_node *bs)
 {
-	return (int64_t)luks_state(bs)->length;
+	return (int64_t)__atomic_load_n(&luks_state(bs)->length, __ATOMIC_ACQUIRE);
 }
 
 static int64_t luks_get_allocated_size(struct block_node *bs)
@@ -225,6 +225,45 @@ static int luks_pwrite(struct block_node *bs, const void *buf, size_t len,
 	return ret;
 }
 
+/*
+ * Resize the payload: the file becomes payload + length bytes.  Grown
+ * sectors hold no ciphertext yet (the file reads zeroes there, which
+ * decrypt to noise), so they are written with encrypted zeroes: a grown
+ * export reads zeroes, as a grown file does.  QEMU leaves the noise.
+ */
+static int luks_truncate(struct block_node *bs, uint64_t length)
+{
+	struct luks_state *s = luks_state(bs);
+	uint64_t old;
+	int ret;
+
+	if (length % CRYPTO_SECTOR_SIZE)
+		return -EINVAL;
+	if (length > INT64_MAX - s->payload)
+		return -EFBIG;
+	pthread_rwlock_wrlock(&s->rmw_lock);
+	old = __atomic_load_n(&s->length, __ATOMIC_ACQUIRE);
+	ret = block_node_truncate(bs->file, s->payload + length);
+	if (ret == 0 && length > old) {
+		size_t chunk = (size_t)MIN(length - old, (uint64_t)(1 << 20));
+		uint8_t *zero = xmalloc(chunk);
+
+		for (uint64_t off = old; ret == 0 && off < length; off += chunk) {
+			size_t n = (size_t)MIN((uint64_t)chunk, length - off);
+
+			memset(zero, 0, n);
+			ret = crypto_cipher_encrypt(s->cipher, off / CRYPTO_SECTOR_SIZE, zero, n);
+			if (ret == 0)
+				ret = block_node_pwrite(bs->file, zero, n, s->payload + off);
+		}
+		free(zero);
+	}
+	if (ret == 0)
+		__atomic_store_n(&s->length, length, __ATOMIC_RELEASE);
+	pthread_rwlock_unlock(&s->rmw_lock);
+	return ret;
+}
+
 static int luks_flush(struct block_node *bs)
 {
 	return block_node_flush(bs->file);
@@ -242,4 +281,5 @@ const struct block_driver block_driver_luks = {
 	.pread = luks_pread,
 	.pwrite = luks_pwrite,
 	.flush = luks_flush,
+	.truncate = luks_truncate,
 };
