@@ -248,6 +248,23 @@ static const char *add_probe_format(const char *image)
 	return pi.format;	/* a string constant: pi holds nothing else */
 }
 
+/*
+ * The passphrase of an encrypted image never travels on exportctl's
+ * command line: --key-secret names a secret object the daemon already
+ * holds (from a file only root reads), and the format node gets QEMU's
+ * option for it.
+ */
+static void add_key_secret(json_t *args, const char *format, const char *secret)
+{
+	if (!secret)
+		return;
+	if (!strcmp(format, "qcow2"))
+		json_object_set_new(args, "encrypt", json_pack("{s:s, s:s}", "format", "luks",
+							     "key-secret", secret));
+	else
+		json_object_set_new(args, "key-secret", json_string(secret));
+}
+
 static int cmd_add(struct ctl *ctl)
 {
 	struct parse_result *res = ctl->res;
@@ -324,6 +341,7 @@ static int cmd_add(struct ctl *ctl)
 		args = json_pack("{s:s, s:s, s:s, s:b}", "driver", format,
 				 "node-name", fmt_node, "file", file_node,
 				 "read-only", !writable);
+		add_key_secret(args, format, res->value[OPT_KEY_SECRET]);
 		ret = qmp_try(ctl, "blockdev-add", args, &err);
 		if (!ret)
 			goto fail;

@@ -16,12 +16,12 @@
 
 /* What a probe found. */
 struct probe_info {
-	const char *format;	/* "qcow2" or "raw" */
+	const char *format;	/* "qcow2", "luks" or "raw" */
 	char *backing_file;	/* qcow2: the backing file it names, or NULL */
 	bool data_file;		/* qcow2: it uses an external data file */
 };
 
-/* "qcow2" or "raw" for the first len bytes of an image. */
+/* "qcow2", "luks" or "raw" for the first len bytes of an image. */
 const char *probe_format_buf(const unsigned char *buf, size_t len);
 
 /*

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from harness import Daemon, QMPError, unmount_all_under, wait_until
+from harness import Daemon, QMPError, build_path, unmount_all_under, wait_until
 
 MiB = 1 << 20
 PASS = "open sesame"
@@ -298,3 +298,36 @@ def test_growable_luks_export_reads_zeroes_in_grown_area(qmp, tmp_path):
         unexport(qmp, "e")
     qmp.cmd("blockdev-del", **{"node-name": "n"})
     assert oracle_raw(img, "luks", tmp_path / "after.raw") == expect
+
+
+def test_exportctl_add_probes_luks_and_takes_key_secret(daemon, qmp, tmp_path):
+    """exportctl add --image probes a LUKS image by its magic and unlocks it
+    with --key-secret, the id of a secret the daemon holds from a file: the
+    passphrase is never on exportctl's command line."""
+    raw = tmp_path / "ref.raw"
+    data = random_raw(raw, MiB, seed=9)
+    img = tmp_path / "c.luks"
+    make_encrypted(raw, img, "luks")
+    key = tmp_path / "key"
+    key.write_text(PASS)
+    key.chmod(0o600)
+    qmp.cmd("object-add", **{"qom-type": "secret", "id": "k", "file": str(key)})
+    mp = tmp_path / "c.fuse"
+    ctl = [build_path("exportctl"), "--socket", daemon.socket_path]
+    r = subprocess.run(ctl + ["add", "--mountpoint", str(mp), "--image", str(img),
+                              "--key-secret", "k", "--id", "c"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    try:
+        nodes = {n["node-name"]: n for n in qmp.cmd("query-named-block-nodes")}
+        assert nodes["c-fmt"]["drv"] == "luks"
+        assert mp.read_bytes() == data
+    finally:
+        r = subprocess.run(ctl + ["del", "c"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    # Without the key: the daemon's message, and nothing left behind.
+    r = subprocess.run(ctl + ["add", "--mountpoint", str(mp), "--image", str(img),
+                              "--id", "c"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "Parameter 'key-secret' is required for cipher" in r.stderr
+    assert qmp.cmd("query-named-block-nodes") == []
