@@ -7,6 +7,7 @@ to a raw reference; a wrong passphrase and the old qcow2 AES get QEMU's
 errors and the daemon keeps running; kill -9 under writes to an encrypted
 qcow2 keeps the image consistent and every fsync'd byte."""
 
+import base64
 import os
 import random
 import signal
@@ -331,3 +332,29 @@ def test_exportctl_add_probes_luks_and_takes_key_secret(daemon, qmp, tmp_path):
     assert r.returncode != 0
     assert "Parameter 'key-secret' is required for cipher" in r.stderr
     assert qmp.cmd("query-named-block-nodes") == []
+
+
+def test_secret_encrypted_with_keyid_and_iv_unlocks_luks(qmp, tmp_path):
+    """QEMU's keyid + iv: the passphrase travels AES-256-CBC encrypted under a
+    32-byte master secret (openssl enc makes the ciphertext); the daemon
+    decrypts it and the image unlocks with it."""
+    raw = tmp_path / "ref.raw"
+    data = random_raw(raw, MiB, seed=11)
+    img = tmp_path / "k.luks"
+    make_encrypted(raw, img, "luks")
+    master, iv = bytes(range(32)), bytes(range(100, 116))
+    ct = subprocess.run(["openssl", "enc", "-aes-256-cbc", "-K", master.hex(),
+                         "-iv", iv.hex()], input=PASS.encode(), capture_output=True,
+                        check=True).stdout
+    qmp.cmd("object-add", **{"qom-type": "secret", "id": "master", "format": "base64",
+                             "data": base64.b64encode(master).decode()})
+    qmp.cmd("object-add", **{"qom-type": "secret", "id": "s", "format": "base64",
+                             "keyid": "master", "iv": base64.b64encode(iv).decode(),
+                             "data": base64.b64encode(ct).decode()})
+    add_encrypted(qmp, "n", img, "luks")
+    mp = tmp_path / "k.fuse"
+    export(qmp, "e", "n", mp)
+    try:
+        assert mp.read_bytes() == data
+    finally:
+        unexport(qmp, "e")

@@ -273,20 +273,3 @@ int crypto_pbkdf2(const char *hash, const void *pass, size_t passlen,
 	return PKCS5_PBKDF2_HMAC(pass, (int)passlen, salt, (int)saltlen, (int)iterations,
 				 md, (int)outlen, out) == 1 ? 0 : -1;
 }
-
-long crypto_aes256cbc_decrypt(const uint8_t *key, const uint8_t *iv,
-			      const uint8_t *in, size_t inlen, uint8_t *out)
-{
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-	int n1 = 0, n2 = 0, ok;
-
-	if (!ctx || inlen > INT32_MAX - 16) {
-		EVP_CIPHER_CTX_free(ctx);
-		return -1;
-	}
-	ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, key, iv) == 1 &&
-	     EVP_DecryptUpdate(ctx, out, &n1, in, (int)inlen) == 1 &&
-	     EVP_DecryptFinal_ex(ctx, out + n1, &n2) == 1;
-	EVP_CIPHER_CTX_free(ctx);
-	return ok ? (long)n1 + n2 : -1;
-}

@@ -61,12 +61,4 @@ int crypto_pbkdf2(const char *hash, const void *pass, size_t passlen,
 /* Overwrite secrets before freeing them (the compiler may not elide it). */
 void crypto_wipe(void *p, size_t len);
 
-/*
- * AES-256-CBC decryption with PKCS#7 padding, as QEMU decrypts a secret
- * object's data with `keyid` + `iv`: key 32 bytes, iv 16.  Returns the
- * plaintext length or -1 (bad padding, wrong key).
- */
-long crypto_aes256cbc_decrypt(const uint8_t *key, const uint8_t *iv,
-			      const uint8_t *in, size_t inlen, uint8_t *out);
-
 #endif
