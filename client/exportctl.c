@@ -296,6 +296,23 @@ static const char *add_probe_format(const char *image)
 	return pi.format;	/* a string constant: pi holds nothing else */
 }
 
+/*
+ * The passphrase of an encrypted image never travels on exportctl's
+ * command line: --key-secret names a secret object the daemon already
+ * holds (from a file only root reads), and the format node gets QEMU's
+ * option for it.
+ */
+static void add_key_secret(json_t *args, const char *format, const char *secret)
+{
+	if (!secret)
+		return;
+	if (!strcmp(format, "qcow2"))
+		json_object_set_new(args, "encrypt", json_pack("{s:s, s:s}", "format", "luks",
+							     "key-secret", secret));
+	else
+		json_object_set_new(args, "key-secret", json_string(secret));
+}
+
 /* The nodes add made for an export, to roll back or to delete with it. */
 struct add_nodes {
 	char *file_node, *fmt_node;	/* names, NULL when not made */
@@ -308,8 +325,8 @@ struct add_nodes {
  * or NULL with *errp (the daemon's text); what was made is in *made.
  */
 static const char *add_image_nodes(struct ctl *ctl, const char *id, const char *image,
-				   json_t *url_node, const char *format, bool writable,
-				   struct add_nodes *made, char **errp)
+				   json_t *url_node, const char *format, const char *key_secret,
+				   bool writable, struct add_nodes *made, char **errp)
 {
 	char *file_node = ctl_xasprintf("%s-file", id);
 	char *fmt_node = ctl_xasprintf("%s-fmt", id);
@@ -336,6 +353,7 @@ static const char *add_image_nodes(struct ctl *ctl, const char *id, const char *
 	args = json_pack("{s:s, s:s, s:s, s:b}", "driver", format,
 			 "node-name", fmt_node, "file", made->file_node,
 			 "read-only", !writable);
+	add_key_secret(args, format, key_secret);
 	ret = qmp_try(ctl, "blockdev-add", args, errp);
 	if (!ret)
 		goto fail;
@@ -451,7 +469,8 @@ static int cmd_add(struct ctl *ctl)
 		created = mountpoint;
 	}
 
-	node = image ? add_image_nodes(ctl, id, image, url_node, format, writable, &made, &err) :
+	node = image ? add_image_nodes(ctl, id, image, url_node, format,
+				       res->value[OPT_KEY_SECRET], writable, &made, &err) :
 	       res->value[OPT_NODE];
 	if (!node || add_export(ctl, id, node, &made, mountpoint, writable, &err) < 0) {
 		struct explain_context cx = { .id = id, .image = image, .nodes = nodes,

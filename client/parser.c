@@ -9,7 +9,8 @@
 
 #include "parser.h"
 
-static const char *const format_values[] = { "raw", "qcow2", "vdi", "vpc", "vhdx", "vmdk", "auto", NULL };
+static const char *const format_values[] = { "raw", "qcow2", "luks", "vdi", "vpc", "vhdx", "vmdk",
+					     "auto", NULL };
 static const char *const onoffauto_values[] = { "on", "off", "auto", NULL };
 
 const struct ctl_option ctl_options[] = {
@@ -32,7 +33,8 @@ const struct ctl_option ctl_options[] = {
 	  "the image file or block device to export, or an nbd://, nbd+unix:// or http(s):// URL" },
 	{ OPT_NODE, "node", 0, ARG_REQUIRED, "NODE", NULL, NULL,
 	  "export a node made with blockdev-add instead of --image" },
-	{ OPT_FORMAT, "format", 0, ARG_REQUIRED, "raw|qcow2|vdi|vpc|vhdx|vmdk|auto", format_values, NULL,
+	{ OPT_FORMAT, "format", 0, ARG_REQUIRED, "raw|qcow2|luks|vdi|vpc|vhdx|vmdk|auto",
+	  format_values, NULL,
 	  "image format (default auto: by the image's magic, as QEMU probes; else raw)" },
 	{ OPT_WRITABLE, "writable", 0, ARG_NONE, NULL, NULL, NULL,
 	  "allow writes through the export" },
@@ -50,6 +52,9 @@ const struct ctl_option ctl_options[] = {
 	  "serve requests over FUSE-over-io_uring (Linux 6.14+, enable_uring on)" },
 	{ OPT_ID, "id", 0, ARG_REQUIRED, "ID", NULL, NULL,
 	  "export id (default: from the mountpoint's name)" },
+	{ OPT_KEY_SECRET, "key-secret", 0, ARG_REQUIRED, "ID", NULL, NULL,
+	  "unlock an encrypted image (luks, qcow2 with LUKS) with the passphrase in "
+	  "secret object ID (exportd --object secret,id=ID,file=... or object-add)" },
 	{ OPT_HARD, "hard", 0, ARG_NONE, NULL, NULL, NULL,
 	  "remove the export even while the file is open" },
 	{ OPT_FOLLOW, "follow", 'f', ARG_NONE, NULL, NULL, NULL,
@@ -81,7 +86,7 @@ static const enum ctl_opt global_opts[] = {
 static const enum ctl_opt add_opts[] = {
 	OPT_FUSE, OPT_MOUNTPOINT, OPT_IMAGE, OPT_NODE, OPT_FORMAT, OPT_WRITABLE,
 	OPT_READ_ONLY, OPT_GROWABLE, OPT_ALLOW_OTHER, OPT_PASSTHROUGH, OPT_IO_URING, OPT_ID,
-	OPT__COUNT
+	OPT_KEY_SECRET, OPT__COUNT
 };
 static const enum ctl_opt del_opts[] = { OPT_HARD, OPT_TIMEOUT, OPT__COUNT };
 static const enum ctl_opt events_opts[] = { OPT_FOLLOW, OPT_TIMEOUT, OPT__COUNT };

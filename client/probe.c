@@ -40,6 +40,9 @@ const char *probe_format_buf(const unsigned char *buf, size_t len)
 {
 	if (len >= 4 && !memcmp(buf, QCOW2_MAGIC, 4))
 		return "qcow2";
+	/* LUKS1 or LUKS2: a wrong guess only costs a clear error at unlock. */
+	if (len >= 6 && !memcmp(buf, "LUKS\xba\xbe", 6))
+		return "luks";
 	if (len >= VDI_HEADER_SIZE && !memcmp(buf + VDI_SIGNATURE_OFF, "\x7f\x10\xda\xbe", 4))
 		return "vdi";
 	if (len >= 8 && !memcmp(buf, "conectix", 8))

@@ -18,7 +18,7 @@
 
 /* What a probe found. */
 struct probe_info {
-	const char *format;	/* "qcow2", "vdi", "vpc", "vhdx", "vmdk" or "raw" */
+	const char *format;	/* "qcow2", "luks", "vdi", "vpc", "vhdx", "vmdk" or "raw" */
 	char *backing_file;	/* qcow2: the backing file it names, or NULL */
 	bool data_file;		/* qcow2: it uses an external data file */
 	bool vmdk_descriptor;	/* vmdk: a text descriptor, naming extent files */

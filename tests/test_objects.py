@@ -72,10 +72,27 @@ def test_secret_base64_file_with_newlines(qmp, tmp_path):
     add(qmp, **{"qom-type": "secret", "id": "s", "file": str(key), "format": "base64"})
 
 
-def test_secret_keyid_refused_not_ignored(qmp):
-    desc = error_of(qmp, "object-add", {"qom-type": "secret", "id": "s", "data": "x",
-                                        "keyid": "master", "iv": "AAAA"})
-    assert "'keyid' and 'iv'" in desc
+def test_secret_keyid_needs_a_32_byte_key_and_an_iv(qmp):
+    """keyid + iv (data encrypted by another secret, tests/test_luks.py
+    decrypts one): QEMU's messages for what is missing or the wrong size."""
+    add(qmp, **{"qom-type": "secret", "id": "short", "data": "x" * 16})
+    add(qmp, **{"qom-type": "secret", "id": "master", "data": "k" * 32})
+    ct = base64.b64encode(bytes(16)).decode()
+    assert (error_of(qmp, "object-add", {"qom-type": "secret", "id": "s", "data": ct,
+                                         "format": "base64", "keyid": "short",
+                                         "iv": base64.b64encode(bytes(16)).decode()})
+            == "Key should be 32 bytes in length")
+    assert (error_of(qmp, "object-add", {"qom-type": "secret", "id": "s", "data": ct,
+                                         "format": "base64", "keyid": "master"})
+            == "IV is required to decrypt secret")
+    assert (error_of(qmp, "object-add", {"qom-type": "secret", "id": "s", "data": ct,
+                                         "format": "base64", "keyid": "master",
+                                         "iv": base64.b64encode(bytes(8)).decode()})
+            == "IV should be 16 bytes in length not 8")
+    assert (error_of(qmp, "object-add", {"qom-type": "secret", "id": "s", "data": ct,
+                                         "format": "base64", "keyid": "nosuch",
+                                         "iv": base64.b64encode(bytes(16)).decode()})
+            == "No secret with id 'nosuch'")
 
 
 def test_objects_from_the_command_line(tmp_path):

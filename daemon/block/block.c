@@ -47,6 +47,7 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_http,
 		&block_driver_https,
 #endif
+		&block_driver_luks,
 	};
 
 	if (!name)

@@ -304,5 +304,6 @@ extern const struct block_driver block_driver_http;
 extern const struct block_driver block_driver_https;
 /* Why a driver of the schema is missing from this build: "" or " (...)". */
 const char *block_driver_missing_why(const char *name);
+extern const struct block_driver block_driver_luks;
 
 #endif

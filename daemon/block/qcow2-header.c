@@ -118,7 +118,14 @@ static int qcow2_parse_extensions(const uint8_t *buf, size_t end, struct qcow2_h
 			break;
 		}
 		case QCOW2_EXT_CRYPTO:
+			if (len != 16) {
+				error_setg(errp, "Image '%s' is corrupt: the crypto header "
+					   "extension is %u bytes long (16 expected)", name, len);
+				return -1;
+			}
 			h->has_crypto_ext = true;
+			h->crypto_offset = qcow2_be64(buf + off);
+			h->crypto_length = qcow2_be64(buf + off + 8);
 			break;
 		case QCOW2_EXT_DATA_FILE:
 			h->has_data_file_ext = true;
@@ -217,9 +224,16 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, struct qcow2_header *h,
 
 	/* Refusals: what this driver does not implement must not open. */
 	unknown = h->incompatible_features & ~QCOW2_INCOMPAT_KNOWN;
-	if (h->crypt_method) {
-		error_setg(errp, "Image '%s' is encrypted (crypt_method %u): encrypted "
-			   "qcow2 images are not supported", name, h->crypt_method);
+	if (h->crypt_method == QCOW2_CRYPT_AES) {
+		/* QEMU's words; its system emulators refuse these too. */
+		error_setg(errp, "Use of AES-CBC encrypted qcow2 images is no longer "
+			   "supported in system emulators. You can use 'qemu-img convert' "
+			   "to convert your image to an alternative supported format, such "
+			   "as unencrypted qcow2, or raw with the LUKS format instead.");
+		return -1;
+	}
+	if (h->crypt_method > QCOW2_CRYPT_LUKS) {
+		error_setg(errp, "Unsupported encryption method: %u", h->crypt_method);
 		return -1;
 	}
 
@@ -248,9 +262,10 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, struct qcow2_header *h,
 			   "are not supported", name);
 		goto fail;
 	}
-	if (h->has_crypto_ext) {
-		error_setg(errp, "Image '%s' has a full disk encryption header: encrypted "
-			   "qcow2 images are not supported", name);
+	if (h->has_crypto_ext != (h->crypt_method == QCOW2_CRYPT_LUKS)) {
+		error_setg(errp, "Image '%s' is corrupt: %s", name, h->has_crypto_ext ?
+			   "a crypto header extension without LUKS encryption" :
+			   "LUKS encryption without a crypto header extension");
 		goto fail;
 	}
 	if (h->incompatible_features & QCOW2_INCOMPAT_COMPRESSION) {
@@ -359,6 +374,23 @@ int qcow2_header_check_layout(const struct qcow2_header *h, uint64_t file_len,
 		error_setg(errp, "Image '%s' is corrupt: the L1 table and the refcount table "
 			   "overlap", name);
 		return -1;
+	}
+	if (h->has_crypto_ext) {
+		if (h->crypto_offset % cluster_size) {
+			error_setg(errp, "Encryption header offset '%" PRIu64 "' is not a "
+				   "multiple of cluster size '%" PRIu64 "'", h->crypto_offset,
+				   cluster_size);
+			return -1;
+		}
+		if (h->crypto_offset == 0 || h->crypto_offset > file_len ||
+		    h->crypto_length > file_len - h->crypto_offset ||
+		    h->crypto_length > QCOW2_MAX_CRYPTO_HDR) {
+			error_setg(errp, "Image '%s' is corrupt: encryption header of %" PRIu64
+				   " bytes at offset %" PRIu64 " is not inside the file (or "
+				   "larger than %u bytes)", name, h->crypto_length,
+				   h->crypto_offset, QCOW2_MAX_CRYPTO_HDR);
+			return -1;
+		}
 	}
 	/* As QEMU, the extension only counts while its autoclear bit is set. */
 	if (h->has_bitmaps_ext && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {

@@ -2,7 +2,8 @@
  * block/qcow2-overlap.c: the overlap checks of a qcow2 image (QEMU's
  * qcow2_check_metadata_overlap): which host clusters hold metadata (the
  * header, the L1 table, L2 tables, the refcount table, refcount blocks,
- * the snapshot table, the snapshots' L1 tables and the bitmap directory),
+ * the snapshot table, the snapshots' L1 tables, the bitmap directory and
+ * the LUKS encryption header),
  * so that guest data is never written over them, and a cluster whose
  * refcount says free while it holds metadata is never handed out.  An
  * image where that happened is corrupt: it is marked so on disk (the
@@ -103,6 +104,9 @@ static const char *qcow2_meta_kind(const struct qcow2 *s, uint64_t off, uint64_t
 			return "inactive L1 table";
 	if (overlap(off, len, s->bitmap_dir_offset, s->bitmap_dir_size))
 		return "bitmap directory";
+	if (s->hdr.has_crypto_ext &&
+	    overlap(off, len, s->hdr.crypto_offset, s->hdr.crypto_length))
+		return "encryption header";
 	return "metadata";
 }
 
@@ -160,6 +164,9 @@ int qcow2_meta_build(struct qcow2 *s)
 		s->bitmap_dir_size = s->hdr.bitmap_dir_size;
 		qcow2_meta_mark(s, s->bitmap_dir_offset, ROUND_UP(s->bitmap_dir_size, cs), true);
 	}
+	if (s->hdr.has_crypto_ext)
+		qcow2_meta_mark(s, s->hdr.crypto_offset, ROUND_UP(s->hdr.crypto_length, cs),
+				true);
 	return 0;
 }
 

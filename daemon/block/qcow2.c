@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block/crypto.h"
 #include "block/qcow2.h"
 #include "log.h"
 #include "util.h"
@@ -204,7 +205,10 @@ static int qcow2_read_run(struct qcow2 *s, struct qcow2_run *r, uint8_t *buf, ui
 
 	switch (r->type) {
 	case QCOW2_NORMAL:
-		return qcow2_host_read(s, buf, r->len, r->host, r->file_len);
+		ret = qcow2_host_read(s, buf, r->len, r->host, r->file_len);
+		if (ret == 0 && s->crypto)
+			ret = qcow2_crypt_decrypt(s, r->host, buf, r->len);
+		return ret;
 	case QCOW2_ZERO:
 		memset(buf, 0, r->len);
 		return 0;
@@ -242,13 +246,35 @@ static int qcow2_do_pread(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t 
 	return 0;
 }
 
+/*
+ * Encrypted images are read in whole sectors (a sector is the unit of
+ * the cipher): a request that covers part of one goes through a bounce
+ * buffer.
+ */
+static int qcow2_pread_sectors(struct qcow2 *s, uint8_t *buf, uint64_t len, uint64_t off)
+{
+	uint64_t start = ROUND_DOWN(off, CRYPTO_SECTOR_SIZE);
+	uint64_t end = ROUND_UP(off + len, CRYPTO_SECTOR_SIZE);
+	uint8_t *bounce;
+	int ret;
+
+	if (!s->crypto || (start == off && end == off + len))
+		return qcow2_do_pread(s, buf, len, off);
+	bounce = xmalloc(end - start);
+	ret = qcow2_do_pread(s, bounce, end - start, start);
+	if (ret == 0)
+		memcpy(buf, bounce + (off - start), len);
+	free(bounce);
+	return ret;
+}
+
 static int qcow2_pread(struct block_node *bs, void *buf, size_t len, uint64_t offset)
 {
 	struct qcow2 *s = bs->opaque;
 	int ret;
 
 	pthread_rwlock_rdlock(&s->free_lock);
-	ret = qcow2_do_pread(s, buf, len, offset);
+	ret = qcow2_pread_sectors(s, buf, len, offset);
 	pthread_rwlock_unlock(&s->free_lock);
 	return ret;
 }
@@ -439,6 +465,8 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 			break;
 		case QCOW2_NORMAL:
 			ret = qcow2_host_read(s, data, s->cluster_size, host, file_len);
+			if (ret == 0 && s->crypto)
+				ret = qcow2_crypt_decrypt(s, host, data, s->cluster_size);
 			break;
 		case QCOW2_COMPRESSED:
 			ret = qcow2_read_compressed(s, l2e, file_len, data);
@@ -447,8 +475,12 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 	}
 	if (ret == 0) {
 		memcpy(data + in, buf, n);
-		ret = block_node_pwrite(s->bs->file, data, s->cluster_size, target);
+		/* The new cluster's IVs come from its own host offset. */
+		if (s->crypto)
+			ret = qcow2_crypt_encrypt(s, target, data, s->cluster_size);
 	}
+	if (ret == 0)
+		ret = block_node_pwrite(s->bs->file, data, s->cluster_size, target);
 	free(data);
 	pthread_mutex_lock(&s->lock);
 	if (ret < 0) {
@@ -461,9 +493,28 @@ static int qcow2_rewrite_cluster(struct qcow2 *s, uint64_t cl, const uint8_t *bu
 	return ret;
 }
 
+/* Guest data to host bytes, encrypted on an encrypted image.  No lock held. */
+static int qcow2_write_host(struct qcow2 *s, const uint8_t *buf, uint64_t len,
+			    uint64_t host)
+{
+	uint8_t *cipher;
+	int ret;
+
+	if (!s->crypto)
+		return block_node_pwrite(s->bs->file, buf, len, host);
+	cipher = xmalloc(len);
+	memcpy(cipher, buf, len);
+	ret = qcow2_crypt_encrypt(s, host, cipher, len);
+	if (ret == 0)
+		ret = block_node_pwrite(s->bs->file, cipher, len, host);
+	free(cipher);
+	return ret;
+}
+
 /*
  * The write path.  excl: the caller holds free_lock exclusively (truncate),
- * else shared.
+ * else shared.  On an encrypted image the request covers whole sectors
+ * (qcow2_pwrite_sectors widens it).
  */
 static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 			   uint64_t off, bool excl)
@@ -492,7 +543,7 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 			if (ret < 0)
 				break;
 			pthread_mutex_unlock(&s->lock);
-			ret = block_node_pwrite(s->bs->file, buf, r.len, r.host);
+			ret = qcow2_write_host(s, buf, r.len, r.host);
 			pthread_mutex_lock(&s->lock);
 			if (ret < 0)
 				break;
@@ -586,17 +637,54 @@ static int qcow2_do_pwrite(struct qcow2 *s, const uint8_t *buf, uint64_t len,
 	return ret;
 }
 
+/*
+ * qcow2_do_pwrite in whole sectors on an encrypted image: the sectors a
+ * request covers only in part are read (decrypted), merged and written
+ * whole.  The caller holds crypt_rmw_lock exclusively for such a request,
+ * or free_lock exclusively (excl), so no other write runs meanwhile.
+ */
+static int qcow2_pwrite_sectors(struct qcow2 *s, const uint8_t *buf, uint64_t len,
+				uint64_t off, bool excl)
+{
+	uint64_t start = ROUND_DOWN(off, CRYPTO_SECTOR_SIZE);
+	uint64_t end = ROUND_UP(off + len, CRYPTO_SECTOR_SIZE);
+	uint8_t *merged;
+	int ret = 0;
+
+	if (!s->crypto || (start == off && end == off + len))
+		return qcow2_do_pwrite(s, buf, len, off, excl);
+	merged = xmalloc(end - start);
+	if (start != off)
+		ret = qcow2_do_pread(s, merged, CRYPTO_SECTOR_SIZE, start);
+	if (ret == 0 && end != off + len && (end - CRYPTO_SECTOR_SIZE > start || start == off))
+		ret = qcow2_do_pread(s, merged + (end - start) - CRYPTO_SECTOR_SIZE,
+				     CRYPTO_SECTOR_SIZE, end - CRYPTO_SECTOR_SIZE);
+	if (ret == 0) {
+		memcpy(merged + (off - start), buf, len);
+		ret = qcow2_do_pwrite(s, merged, end - start, start, excl);
+	}
+	free(merged);
+	return ret;
+}
+
 static int qcow2_pwrite(struct block_node *bs, const void *buf, size_t len, uint64_t offset)
 {
 	struct qcow2 *s = bs->opaque;
+	bool partial = offset % CRYPTO_SECTOR_SIZE || (offset + len) % CRYPTO_SECTOR_SIZE;
 	int ret;
 
 	ret = qcow2_before_modify(s);
 	if (ret < 0)
 		return ret;
+	if (s->crypto && partial)
+		pthread_rwlock_wrlock(&s->crypt_rmw_lock);
+	else if (s->crypto)
+		pthread_rwlock_rdlock(&s->crypt_rmw_lock);
 	pthread_rwlock_rdlock(&s->free_lock);
-	ret = qcow2_do_pwrite(s, buf, len, offset, false);
+	ret = qcow2_pwrite_sectors(s, buf, len, offset, false);
 	pthread_rwlock_unlock(&s->free_lock);
+	if (s->crypto)
+		pthread_rwlock_unlock(&s->crypt_rmw_lock);
 	return ret;
 }
 
@@ -739,7 +827,7 @@ static int qcow2_write_zero_bytes(struct qcow2 *s, uint64_t off, uint64_t len, b
 {
 	while (len) {
 		uint64_t n = MIN(len, s->cluster_size - (off & (s->cluster_size - 1)));
-		int ret = qcow2_do_pwrite(s, qcow2_zeroes, n, off, excl);
+		int ret = qcow2_pwrite_sectors(s, qcow2_zeroes, n, off, excl);
 
 		if (ret < 0)
 			return ret;
@@ -1326,6 +1414,7 @@ static void qcow2_release(struct block_node *bs, struct qcow2 *s)
 		block_node_unref(bs->file);
 		bs->file = NULL;
 	}
+	qcow2_crypt_close(s);
 	qcow2_free_state(s);
 	pthread_rwlock_destroy(&s->free_lock);
 	pthread_mutex_destroy(&s->lock);
@@ -1387,6 +1476,7 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 		log_warnx("qcow2 node '%s': lazy-refcounts ignored, refcounts are kept "
 			  "consistent", bs->node_name);
 	if (qcow2_load(s, errp) < 0 || qcow2_check_probed(bs, s, errp) < 0 ||
+	    qcow2_crypt_open(s, options, errp) < 0 ||
 	    qcow2_setup_caches(s, options, errp) < 0 ||
 	    qcow2_open_backing(bs, s, options, errp) < 0)
 		goto fail;
@@ -1422,6 +1512,8 @@ static void qcow2_query(struct block_node *bs, json_t *info)
 			    json_boolean(s->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY));
 	if (s->hdr.backing_file)
 		json_object_set_new(image, "backing-filename", json_string(s->hdr.backing_file));
+	if (s->crypto)
+		json_object_set_new(info, "encrypted", json_true());
 }
 
 /* Never: the kernel can only map export offsets 1:1 onto a file. */

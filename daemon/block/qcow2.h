@@ -46,6 +46,8 @@
 #define QCOW2_MAX_BITMAPS	65535
 #define QCOW2_MAX_BITMAP_DIR	(1024u * QCOW2_MAX_BITMAPS)
 #define QCOW2_AUTOCLEAR_BITMAPS	(1ULL << 0)
+/* A LUKS1 header with 8 slots of 64-byte keys takes about 2 MiB. */
+#define QCOW2_MAX_CRYPTO_HDR	(8u << 20)
 
 /* incompatible_features bits */
 #define QCOW2_INCOMPAT_DIRTY		(1ULL << 0)
@@ -62,6 +64,11 @@
 #define QCOW2_EXT_BITMAPS		0x23852875U
 #define QCOW2_EXT_CRYPTO		0x0537be77U
 #define QCOW2_EXT_DATA_FILE		0x44415441U
+
+/* crypt_method */
+#define QCOW2_CRYPT_NONE	0
+#define QCOW2_CRYPT_AES		1
+#define QCOW2_CRYPT_LUKS	2
 
 #define QCOW2_COMPRESSION_ZLIB	0
 #define QCOW2_COMPRESSION_ZSTD	1
@@ -109,6 +116,8 @@ struct qcow2_header {
 	char *backing_file;
 	char *backing_format;
 	bool has_crypto_ext;
+	uint64_t crypto_offset;		/* the LUKS header area (crypto extension) */
+	uint64_t crypto_length;
 	bool has_data_file_ext;
 	bool has_bitmaps_ext;
 	uint32_t nb_bitmaps;		/* bitmaps extension, when present */
@@ -234,6 +243,16 @@ struct qcow2 {
 	/* The snapshot table, then each snapshot's L1 table (read-only). */
 	struct qcow2_extent *snap_extents;
 	size_t nb_snap_extents;
+	/*
+	 * LUKS encryption (block/qcow2-crypt.c): the payload cipher, NULL for
+	 * a plain image.  Sector n of a data cluster at host offset h is
+	 * encrypted with IV h / 512 + n, as QEMU does for LUKS.  Writers that
+	 * cover part of a sector hold crypt_rmw_lock exclusively, the others
+	 * shared; it is taken before free_lock.
+	 */
+	struct crypto_cipher *crypto;
+	pthread_rwlock_t crypt_rmw_lock;
+
 	/* The bitmap directory (kept after the autoclear bit is cleared). */
 	uint64_t bitmap_dir_offset, bitmap_dir_size;
 
@@ -321,6 +340,16 @@ void qcow2_meta_free(struct qcow2 *s);
 
 /* Snapshots (block/qcow2-snapshot.c): read and check the table at open. */
 int qcow2_snapshots_load(struct qcow2 *s, struct error **errp);
+
+/*
+ * Encryption (block/qcow2-crypt.c).  Open: check the `encrypt` options
+ * against the header and unlock the LUKS header (s->crypto).  The I/O
+ * helpers en/decrypt whole sectors of host data at host offset `host`.
+ */
+int qcow2_crypt_open(struct qcow2 *s, json_t *options, struct error **errp);
+void qcow2_crypt_close(struct qcow2 *s);
+int qcow2_crypt_decrypt(struct qcow2 *s, uint64_t host, uint8_t *buf, uint64_t len);
+int qcow2_crypt_encrypt(struct qcow2 *s, uint64_t host, uint8_t *buf, uint64_t len);
 
 /* Compressed clusters (block/qcow2-compress.c). */
 int qcow2_decompress(int type, const void *src, size_t src_len, void *dst, size_t dst_len);

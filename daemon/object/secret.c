@@ -3,10 +3,11 @@
  * bytes given inline ('data') or read from a file ('file') once, at
  * creation, in 'format' raw or base64, and kept until object-del.
  *
- * 'keyid' + 'iv' (the data encrypted with AES-256-CBC under another
- * secret, QEMU's way of passing a secret over an untrusted channel) need a
- * cipher, which belongs with the crypto code of the LUKS driver; until it
- * is there they are refused with a clear message rather than ignored.
+ * 'keyid' + 'iv': the data is encrypted with AES-256-CBC under another
+ * secret (QEMU's way of passing a secret over an untrusted channel, such
+ * as a QMP socket that a log records): the ciphertext (base64 with
+ * format=base64) is decrypted at creation with OpenSSL's libcrypto, the
+ * library the LUKS driver uses, and checked as QEMU checks it.
  */
 #include "config.h"
 
@@ -15,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "object/object.h"
 #include "object/secret.h"
@@ -157,22 +160,81 @@ static int secret_read_file(const char *path, uint8_t **data, size_t *len,
 	return 0;
 }
 
+/*
+ * Decrypt *raw (*len bytes of ciphertext) in place of itself with the
+ * 32-byte secret `keyid` and the base64 16-byte `iv64`; QEMU's messages.
+ */
+static int secret_decrypt(const char *keyid, const char *iv64, uint8_t **raw,
+			  size_t *len, struct error **errp)
+{
+	uint8_t *key = NULL, *iv = NULL, *plain = NULL;
+	size_t keylen = 0, ivlen = 0, pad;
+	EVP_CIPHER_CTX *ctx = NULL;
+	int outl = 0, ret = -1;
+
+	if (secret_lookup(keyid, &key, &keylen, errp) < 0)
+		return -1;
+	if (keylen != 32) {
+		error_setg(errp, "Key should be 32 bytes in length");
+		goto out;
+	}
+	if (!iv64) {
+		error_setg(errp, "IV is required to decrypt secret");
+		goto out;
+	}
+	iv = base64_decode(iv64, strlen(iv64), &ivlen, errp);
+	if (!iv)
+		goto out;
+	if (ivlen != 16) {
+		error_setg(errp, "IV should be 16 bytes in length not %zu", ivlen);
+		goto out;
+	}
+	if (*len == 0 || *len % 16 || *len > INT32_MAX) {
+		error_setg(errp, "Length %zu must be a multiple of block size 16", *len);
+		goto out;
+	}
+	plain = xmalloc(*len + 1);
+	ctx = EVP_CIPHER_CTX_new();
+	/* Padding is checked below as QEMU does, not by OpenSSL's rules. */
+	if (!ctx || EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, key, iv) != 1 ||
+	    EVP_CIPHER_CTX_set_padding(ctx, 0) != 1 ||
+	    EVP_DecryptUpdate(ctx, plain, &outl, *raw, (int)*len) != 1 ||
+	    (size_t)outl != *len) {
+		error_setg(errp, "Cannot decrypt the secret with AES-256-CBC");
+		goto out;
+	}
+	pad = plain[*len - 1];
+	if (pad > 16 || pad > *len) {
+		error_setg(errp, "Incorrect number of padding bytes (%d) found on decrypted "
+			   "data", (int)pad);
+		goto out;
+	}
+	secret_free(*raw, *len);
+	*len -= pad;
+	plain[*len] = 0;
+	*raw = plain;
+	plain = NULL;
+	ret = 0;
+out:
+	EVP_CIPHER_CTX_free(ctx);
+	secret_free(plain, *len + 1);
+	secret_free(key, keylen);
+	free(iv);
+	return ret;
+}
+
 static void *secret_create(const char *id, json_t *props, struct error **errp)
 {
 	const char *data = json_string_value(json_object_get(props, "data"));
 	const char *file = json_string_value(json_object_get(props, "file"));
 	const char *format = json_string_value(json_object_get(props, "format"));
+	const char *keyid = json_string_value(json_object_get(props, "keyid"));
+	const char *iv = json_string_value(json_object_get(props, "iv"));
 	struct secret *s;
 	uint8_t *raw;
 	size_t len;
 
 	(void)id;
-	if (json_object_get(props, "keyid") || json_object_get(props, "iv")) {
-		error_setg(errp, "secret '%s': 'keyid' and 'iv' (a secret encrypted by "
-			   "another secret) are not supported; give the data in clear from "
-			   "a file only root can read", id);
-		return NULL;
-	}
 	if (file && data) {
 		error_setg(errp, "'file' and 'data' are mutually exclusive");
 		return NULL;
@@ -196,6 +258,11 @@ static void *secret_create(const char *id, json_t *props, struct error **errp)
 			return NULL;
 		raw = decoded;
 		len = dlen;
+	}
+	/* With keyid, format says how the ciphertext is encoded (as QEMU). */
+	if (keyid && secret_decrypt(keyid, iv, &raw, &len, errp) < 0) {
+		secret_free(raw, len);
+		return NULL;
 	}
 	s = xmalloc(sizeof(*s));
 	s->data = raw;

@@ -166,12 +166,16 @@ static void test_features(void)
 	uint8_t ft[48] = { 0 };
 	size_t off = 112;
 
+	/* The old AES with QEMU's message; LUKS needs its crypto extension. */
 	build();
 	qcow2_put_be32(img + 32, 1);
-	CHECK(refused_with("encrypted"));
+	CHECK(refused_with("Use of AES-CBC encrypted qcow2 images is no longer supported"));
 	build();
 	qcow2_put_be32(img + 32, 2);
-	CHECK(refused_with("encrypted"));
+	CHECK(refused_with("LUKS encryption without a crypto header extension"));
+	build();
+	qcow2_put_be32(img + 32, 3);
+	CHECK(refused_with("Unsupported encryption method: 3"));
 
 	build();
 	qcow2_put_be64(img + 72, 1ULL << 40);
