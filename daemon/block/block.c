@@ -40,6 +40,9 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_qcow2,
 		&block_driver_null_co,
 		&block_driver_blkdebug,
+#if HAVE_LIBRBD
+		&block_driver_rbd,
+#endif
 	};
 
 	if (!name)

@@ -280,5 +280,6 @@ extern const struct block_driver block_driver_raw;
 extern const struct block_driver block_driver_qcow2;
 extern const struct block_driver block_driver_null_co;
 extern const struct block_driver block_driver_blkdebug;
+extern const struct block_driver block_driver_rbd;	/* HAVE_LIBRBD only */
 
 #endif
