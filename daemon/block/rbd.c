@@ -94,11 +94,13 @@ static int rbd_node_open(struct block_node *bs, json_t *options, struct error **
 	}
 	if (rbd_connect(options, !bs->direct, &s->cluster, &s->ioctx, errp) < 0)
 		return -1;
-	/* A read-only node never takes the image's exclusive lock. */
-	if (bs->read_only)
-		r = rbd_open_read_only(s->ioctx, image, &s->image, snap);
-	else
-		r = rbd_open(s->ioctx, image, &s->image, snap);
+	/*
+	 * Read-write even for a read-only node, as QEMU: librbd then watches
+	 * the image header and so sees a resize by another client, where a
+	 * read-only open keeps its first size.  The exclusive lock is taken
+	 * on the first write only, which a read-only node never sends.
+	 */
+	r = rbd_open(s->ioctx, image, &s->image, snap);
 	if (r < 0) {
 		error_setg_errno(errp, -r, "error reading header from %s", image);
 		goto fail;
@@ -211,9 +213,8 @@ static int rbd_node_pwrite(struct block_node *bs, const void *buf, size_t len,
 {
 	ssize_t ret = rbd_submit(rbd_state(bs), RBD_OP_WRITE, (void *)buf, offset, len, 0);
 
-	if (ret < 0)
-		return (int)ret;
-	return (size_t)ret == len ? 0 : -EIO;
+	/* librbd reports 0 for a whole write, not the length. */
+	return ret < 0 ? (int)ret : 0;
 }
 
 static int rbd_node_flush(struct block_node *bs)
