@@ -24,6 +24,7 @@
 #include "probe.h"
 #include "qmp-args.h"
 #include "qmp-client.h"
+#include "rbd-spec.h"
 #include "shell.h"
 
 #define DEFAULT_SOCKET "/run/exportd/exportd.sock"
@@ -257,7 +258,7 @@ static int cmd_add(struct ctl *ctl)
 	char *file_node = NULL, *fmt_node = NULL;
 	const char *format = NULL, *node;
 	const char *created = NULL;
-	json_t *exports, *nodes, *args, *ret, *added;
+	json_t *exports, *nodes, *args, *ret, *added, *remote = NULL;
 	struct stat st;
 	bool made_file = false, made_fmt = false;
 
@@ -272,7 +273,15 @@ static int cmd_add(struct ctl *ctl)
 			  res->value[OPT_ID], ID_MAX_FOR_NODES);
 		return EXIT_USAGE;
 	}
-	if (res->set[OPT_IMAGE]) {
+	if (res->set[OPT_IMAGE] && rbd_spec_matches(res->value[OPT_IMAGE])) {
+		/* Remote: nothing to probe, raw unless --format says otherwise. */
+		if (!(remote = rbd_spec_options(res->value[OPT_IMAGE], &err)))
+			ctl_exitx(EXIT_USAGE, "invalid --image %s", err);
+		image = ctl_xstrdup(res->value[OPT_IMAGE]);
+		format = res->value[OPT_FORMAT];
+		if (!format || !strcmp(format, "auto"))
+			format = "raw";
+	} else if (res->set[OPT_IMAGE]) {
 		image = realpath(res->value[OPT_IMAGE], NULL);
 		if (!image)
 			ctl_exitx(EXIT_FAILED, "cannot open image '%s': %s",
@@ -311,11 +320,11 @@ static int cmd_add(struct ctl *ctl)
 	if (image) {
 		file_node = ctl_xasprintf("%s-file", id);
 		fmt_node = ctl_xasprintf("%s-fmt", id);
-		args = json_pack("{s:s, s:s, s:s, s:b}",
-				 "driver", stat(image, &st) == 0 && S_ISBLK(st.st_mode) ?
-					   "host_device" : "file",
-				 "node-name", file_node, "filename", image,
-				 "read-only", !writable);
+		args = remote ? remote : json_pack("{s:s, s:s}", "driver",
+				 stat(image, &st) == 0 && S_ISBLK(st.st_mode) ?
+					   "host_device" : "file", "filename", image);
+		json_object_set_new(args, "node-name", json_string(file_node));
+		json_object_set_new(args, "read-only", json_boolean(!writable));
 		ret = qmp_try(ctl, "blockdev-add", args, &err);
 		if (!ret)
 			goto fail;
