@@ -402,3 +402,39 @@ def test_exportctl_bad_rbd_spec_is_a_usage_error(daemon, qmp, mp, spec, message)
     assert r.returncode == 2
     assert message in r.stderr
     assert qmp.cmd("query-named-block-nodes") == []
+
+
+def conf_without_keyring(ceph, tmp_path):
+    """A ceph.conf that reaches the cluster but holds no key."""
+    conf = tmp_path / "nokey.conf"
+    conf.write_text("[global]\nmon_host = v2:127.0.0.1:%d\nms_bind_msgr1 = false\n"
+                    "keyring = %s\n" % (ceph.port, tmp_path / "no-keyring"))
+    return str(conf)
+
+
+def test_key_secret_authenticates(qmp, ceph, image, tmp_path):
+    key = ceph.ceph("auth", "get-key", "client.admin").stdout.decode().strip()
+    qmp.cmd("object-add", **{"qom-type": "secret", "id": "k", "data": key,
+                             "format": "base64"})
+    rbd_node(qmp, ceph, image, conf=conf_without_keyring(ceph, tmp_path),
+             **{"key-secret": "k"})
+    assert [n["drv"] for n in qmp.cmd("query-named-block-nodes")] == ["rbd"]
+
+
+def test_wrong_key_secret_fails_to_connect(qmp, ceph, image, tmp_path):
+    key = ceph.ceph("auth", "get-key", "client.admin").stdout.decode().strip()
+    # The same length and header, another secret: its last bytes differ.
+    i = len(key.rstrip("=")) - 2
+    wrong = key[:i] + ("B" if key[i] != "B" else "C") + key[i + 1:]
+    qmp.cmd("object-add", **{"qom-type": "secret", "id": "k", "data": wrong,
+                             "format": "base64"})
+    with pytest.raises(QMPError) as exc:
+        rbd_node(qmp, ceph, image, conf=conf_without_keyring(ceph, tmp_path),
+                 **{"key-secret": "k"})
+    assert exc.value.desc.startswith("error connecting: ")
+
+
+def test_missing_key_secret_is_named(qmp, ceph, image):
+    with pytest.raises(QMPError) as exc:
+        rbd_node(qmp, ceph, image, **{"key-secret": "nosuch"})
+    assert exc.value.desc == "No secret with id 'nosuch'"

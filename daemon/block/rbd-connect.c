@@ -16,12 +16,14 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <rbd/librbd.h>
 
 #include "block/rbd.h"
+#include "object/secret.h"
 #include "util.h"
 
 static const char *opt_str(json_t *options, const char *key)
@@ -68,15 +70,67 @@ static char *rbd_mon_host(json_t *options)
 	return mon_host;
 }
 
-/* 'auth-client-required': the modes joined with ';', as Ceph reads them. */
+/* RFC 4648 base64 with padding: how Ceph's 'key' setting spells a key. */
+static char *base64_encode(const uint8_t *in, size_t len)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = xmalloc((len + 2) / 3 * 4 + 1), *p = out;
+
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		*p++ = alphabet[(v >> 18) & 63];
+		*p++ = alphabet[(v >> 12) & 63];
+		*p++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+		*p++ = i + 2 < len ? alphabet[v & 63] : '=';
+	}
+	*p = '\0';
+	return out;
+}
+
+/*
+ * 'key-secret': the id of a secret object whose bytes are the cephx key,
+ * handed to librados base64-encoded as QEMU does, so that the key itself
+ * is never in the node's options.
+ */
+static int rbd_set_key(rados_t cluster, const char *secret_id, struct error **errp)
+{
+	uint8_t *key;
+	size_t len;
+	char *b64;
+	int r;
+
+	if (secret_lookup(secret_id, &key, &len, errp) < 0)
+		return -1;
+	b64 = base64_encode(key, len);
+	secret_free(key, len);
+	r = rados_conf_set(cluster, "key", b64);
+	explicit_bzero(b64, strlen(b64));
+	free(b64);
+	if (r < 0) {
+		error_setg_errno(errp, -r, "Could not set 'key'");
+		return -1;
+	}
+	return 0;
+}
+
+/* The key, then 'auth-client-required': the modes joined with ';'. */
 static int rbd_set_auth(rados_t cluster, json_t *options, struct error **errp)
 {
 	json_t *modes = json_object_get(options, "auth-client-required");
+	const char *secret_id = opt_str(options, "key-secret");
 	char *acr = NULL;
 	json_t *mode;
 	size_t i;
 	int r;
 
+	if (secret_id && rbd_set_key(cluster, secret_id, errp) < 0)
+		return -1;
 	if (!modes)
 		return 0;
 	json_array_foreach(modes, i, mode)
