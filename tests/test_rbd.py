@@ -438,3 +438,23 @@ def test_missing_key_secret_is_named(qmp, ceph, image):
     with pytest.raises(QMPError) as exc:
         rbd_node(qmp, ceph, image, **{"key-secret": "nosuch"})
     assert exc.value.desc == "No secret with id 'nosuch'"
+
+
+def test_exportctl_add_rbd_spec_writable(daemon, qmp, ceph, image, mp, tmp_path):
+    spec = "rbd:%s/%s:conf=%s" % (ceph.pool, image, ceph.conf)
+    r = exportctl(daemon, "--json", "add", "--fuse", "--mountpoint", mp, "--image", spec,
+                  "--writable")
+    assert r.returncode == 0, r.stderr
+    payload = os.urandom(64 * 1024)
+    fd = os.open(mp, os.O_WRONLY)
+    try:
+        os.pwrite(fd, payload, MiB)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    r = exportctl(daemon, "del", json.loads(r.stdout)["id"])
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out.img"
+    ceph.export_image(image, out)
+    assert out.read_bytes()[MiB:MiB + len(payload)] == payload
+    out.unlink()
