@@ -458,3 +458,23 @@ def test_exportctl_add_rbd_spec_writable(daemon, qmp, ceph, image, mp, tmp_path)
     ceph.export_image(image, out)
     assert out.read_bytes()[MiB:MiB + len(payload)] == payload
     out.unlink()
+
+
+def test_seek_data_and_hole_follow_the_image_objects(qmp, ceph, image, mp):
+    # 16 MiB in 4 MiB objects; only the third one gets data.
+    rbd_node(qmp, ceph, image)
+    add_export(qmp, "e", "r", mp, writable=True)
+    try:
+        fd = os.open(mp, os.O_RDWR)
+        try:
+            os.pwrite(fd, b"\x42" * 4096, 8 * MiB + 4096)
+            os.fsync(fd)
+            assert os.lseek(fd, 0, os.SEEK_DATA) == 8 * MiB
+            assert os.lseek(fd, 9 * MiB, os.SEEK_DATA) == 9 * MiB
+            assert os.lseek(fd, 8 * MiB, os.SEEK_HOLE) == 12 * MiB
+            assert os.lseek(fd, 0, os.SEEK_HOLE) == 0
+            expect_errno(errno.ENXIO, os.lseek, fd, 12 * MiB, os.SEEK_DATA)
+        finally:
+            os.close(fd)
+    finally:
+        del_export(qmp, "e")

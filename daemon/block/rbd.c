@@ -27,9 +27,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <rbd/features.h>
 #include <rbd/librbd.h>
 
 #include "block/rbd.h"
@@ -256,6 +258,94 @@ static int rbd_node_truncate(struct block_node *bs, uint64_t length)
 	return r;
 }
 
+/*
+ * Block status from the object map, as QEMU's: only where the image has
+ * a valid fast-diff map (else everything is data), and, because librbd
+ * before 1.17 reports wrong offsets for a scan that does not start on an
+ * object boundary (Ceph tracker 53784), only where rounding the start
+ * down to an object is safe: default striping and no parent image.
+ */
+struct rbd_scan {
+	uint64_t offset;	/* the run asked about starts here */
+	uint64_t end;		/* and the request ends here */
+	uint64_t data_end;	/* end of the data run found so far, or 0 */
+	uint64_t hole_end;	/* end of the hole run, once data follows it */
+};
+
+/* Stop rbd_diff_iterate2 once the run is known (any negative value). */
+#define RBD_SCAN_DONE (-9000)
+
+static int rbd_scan_extent(uint64_t offs, size_t len, int exists, void *opaque)
+{
+	struct rbd_scan *scan = opaque;
+	uint64_t start = offs, stop = offs + len;
+
+	if (!exists || stop <= scan->offset)
+		return 0;
+	if (start < scan->offset)
+		start = scan->offset;
+	if (scan->data_end) {
+		if (start > scan->data_end)
+			return RBD_SCAN_DONE;	/* a hole ends the data run */
+		scan->data_end = stop;
+		return 0;
+	}
+	if (start > scan->offset) {
+		scan->hole_end = start;		/* a hole, then this data */
+		return RBD_SCAN_DONE;
+	}
+	scan->data_end = stop;
+	return 0;
+}
+
+static bool rbd_scan_is_exact(struct rbd_state *s)
+{
+	rbd_linked_image_spec_t parent;
+	rbd_snap_spec_t parent_snap;
+	uint64_t features, flags;
+	int r;
+
+	if (rbd_get_features(s->image, &features) < 0 ||
+	    !(features & RBD_FEATURE_FAST_DIFF) || (features & RBD_FEATURE_STRIPINGV2))
+		return false;
+	if (rbd_get_flags(s->image, &flags) < 0 || (flags & RBD_FLAG_FAST_DIFF_INVALID))
+		return false;
+	r = rbd_get_parent(s->image, &parent, &parent_snap);
+	if (r == 0) {
+		rbd_linked_image_spec_cleanup(&parent);
+		rbd_snap_spec_cleanup(&parent_snap);
+	}
+	return r == -ENOENT;
+}
+
+static int rbd_node_block_status(struct block_node *bs, uint64_t offset, uint64_t len,
+				 uint64_t *pnum)
+{
+	struct rbd_state *s = rbd_state(bs);
+	struct rbd_scan scan = { .offset = offset, .end = offset + len };
+	rbd_image_info_t info;
+	uint64_t start;
+	int r;
+
+	*pnum = len;
+	if (!rbd_scan_is_exact(s) || rbd_stat(s->image, &info, sizeof(info)) < 0 ||
+	    !info.obj_size)
+		return BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
+	start = offset - offset % info.obj_size;
+	r = rbd_diff_iterate2(s->image, NULL, start, scan.end - start, 1, 1,
+			      rbd_scan_extent, &scan);
+	if (r < 0 && r != RBD_SCAN_DONE)
+		return BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
+	if (scan.data_end) {
+		*pnum = (scan.data_end < scan.end ? scan.data_end : scan.end) - offset;
+		return BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
+	}
+	/* No object, so zeroes, up to the next data or the end asked about. */
+	if (scan.hole_end && scan.hole_end < scan.end)
+		*pnum = scan.hole_end - offset;
+	return BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED;
+}
+
 static int rbd_node_passthrough(struct block_node *bs, struct block_passthrough *pt,
 			       const char **why)
 {
@@ -278,6 +368,7 @@ const struct block_driver block_driver_rbd = {
 	.discard = rbd_node_discard,
 	.write_zeroes = rbd_node_write_zeroes,
 	.truncate = rbd_node_truncate,
+	.block_status = rbd_node_block_status,
 	.get_passthrough = rbd_node_passthrough,
 };
 
