@@ -24,6 +24,7 @@
 #include "ctl-util.h"
 #include "explain.h"
 #include "image-url.h"
+#include "rbd-spec.h"
 #include "output.h"
 #include "parser.h"
 #include "probe.h"
@@ -333,7 +334,7 @@ static const char *add_image_nodes(struct ctl *ctl, const char *id, const char *
 	struct stat st;
 	json_t *args, *ret;
 
-	/* A URL names the protocol node (nbd, http, https) itself. */
+	/* A URL or rbd: spec names the protocol node (nbd, http(s), rbd) itself. */
 	if (url_node) {
 		args = json_pack("{s:s, s:b}", "node-name", file_node, "read-only", !writable);
 		json_object_update(args, url_node);
@@ -429,6 +430,13 @@ static int cmd_add(struct ctl *ctl)
 		/* A remote image: not probed, raw unless --format says otherwise. */
 		if (!(url_node = image_url_node(res->value[OPT_IMAGE], &err)))
 			ctl_exitx(EXIT_FAILED, "%s", err);
+		image = ctl_xstrdup(res->value[OPT_IMAGE]);
+		format = res->value[OPT_FORMAT] && strcmp(res->value[OPT_FORMAT], "auto") ?
+			 res->value[OPT_FORMAT] : "raw";
+	} else if (res->set[OPT_IMAGE] && rbd_spec_matches(res->value[OPT_IMAGE])) {
+		/* A Ceph image (rbd:pool/image...): the same, as QEMU spells it. */
+		if (!(url_node = rbd_spec_options(res->value[OPT_IMAGE], &err)))
+			ctl_exitx(EXIT_USAGE, "invalid --image %s", err);
 		image = ctl_xstrdup(res->value[OPT_IMAGE]);
 		format = res->value[OPT_FORMAT] && strcmp(res->value[OPT_FORMAT], "auto") ?
 			 res->value[OPT_FORMAT] : "raw";

@@ -48,6 +48,9 @@ const struct block_driver *block_driver_find(const char *name)
 		&block_driver_https,
 #endif
 		&block_driver_luks,
+#if HAVE_LIBRBD
+		&block_driver_rbd,
+#endif
 	};
 
 	if (!name)

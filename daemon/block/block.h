@@ -305,5 +305,6 @@ extern const struct block_driver block_driver_https;
 /* Why a driver of the schema is missing from this build: "" or " (...)". */
 const char *block_driver_missing_why(const char *name);
 extern const struct block_driver block_driver_luks;
+extern const struct block_driver block_driver_rbd;	/* HAVE_LIBRBD only */
 
 #endif
