@@ -11,7 +11,7 @@
  * a header buffer and a 1 MiB payload buffer.  A request is the
  * completion of an entry's REGISTER or COMMIT_AND_FETCH command; the
  * thread parses it in place (fuse_proto_parse_ring), answers it with the
- * handlers the request threads use (fuse_export_serve: READ data is read
+ * handlers the request threads use (fexp_serve: READ data is read
  * straight into the payload), and queues the reply as the entry's next
  * COMMIT_AND_FETCH, which also re-arms it.  The commits of one batch of
  * completions go to the kernel in the same system call that waits for
@@ -233,8 +233,8 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 	struct exportd_fuse_uring_req_header *hdr = ent->hdr;
 	uint64_t commit_id = hdr->ring_ent_in_out.commit_id;
 	struct fuse_out_header oh;
-	struct fuse_request req;
-	struct fuse_reply rep;
+	struct fexp_request req;
+	struct fexp_reply rep;
 	struct io_uring_sqe *sqe;
 	const char *why;
 	uint64_t start = clock_monotonic_ns();
@@ -246,7 +246,7 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 		return false;
 	}
 	rep.data = ent->payload;
-	fuse_export_serve(fe, &req, &rep);
+	fexp_serve(fe, &req, &rep);
 	/* The kernel ends the request at the commit, reply or not. */
 	if (rep.len && rep.body != ent->payload)
 		memcpy(ent->payload, rep.body, rep.len);
@@ -265,7 +265,7 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 		return false;
 	}
 	fuse_ring_prep_cmd(sqe, ent, EXPORTD_FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit_id);
-	fuse_export_account(fe, fe->num_threads + q->qid, &req, &rep, start);
+	fexp_account(fe, fe->nchannels + q->qid, &req, &rep, start);
 	return true;
 }
 
@@ -360,7 +360,7 @@ out:
 
 static int fuse_ring_clone_fd(struct fuse_export *fe, struct error **errp)
 {
-	uint32_t src = (uint32_t)fe->threads[0].fd;
+	uint32_t src = (uint32_t)fe->channels[0].fd;
 	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0) {
