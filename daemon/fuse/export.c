@@ -56,13 +56,14 @@
  *   as backing files: block devices stay here.
  * - FUSE over io_uring ('io-uring': true, Linux 6.14+ with the fuse
  *   module's enable_uring): INIT negotiates FUSE_OVER_IO_URING, then
- *   create() starts fuse/uring.c's ring threads and fails the
- *   export if the kernel refuses them.  The channels stay: INIT,
- *   FORGET and INTERRUPT keep coming through /dev/fuse.  It is the
+ *   create() sets up fuse/uring.c's rings, each an eventfd on one of the
+ *   export's loops, and fails the export if the kernel refuses them.  The
+ *   channels stay: INIT, FORGET and INTERRUPT keep coming through
+ *   /dev/fuse.  It is the
  *   userspace path, so passthrough is not planned for such an export
  *   ('on' is refused, 'auto' means off).  Teardown is the same: the
- *   stop eventfd also wakes the ring threads, which close their rings;
- *   delete joins them before it closes the channels' fds.
+ *   rings' events are freed with finalizers that close the rings on their
+ *   loops; delete closes the channels' fds after that.
  */
 #include "config.h"
 
@@ -77,7 +78,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -170,16 +170,12 @@ static void fuse_export_halt_cb(void *opaque)
 }
 
 /*
- * From now on channels read nothing more (each removes its own event when
- * it wakes up) and the io_uring threads leave.
+ * From now on channels and rings serve nothing more (each removes its own
+ * event when it wakes up).
  */
 static void fuse_export_set_stopping(struct fuse_export *fe)
 {
-	uint64_t one = 1;
-
 	atomic_store(&fe->stopping, true);
-	if (fe->stop_fd >= 0 && write(fe->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("export '%s': cannot wake the io_uring threads", fe->common.id);
 }
 
 void fuse_export_halt(struct fuse_export *fe, const char *why)
@@ -397,9 +393,6 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	if (fe->mountpoint_dir_fd >= 0)
 		close(fe->mountpoint_dir_fd);
 	fe->mountpoint_dir_fd = -1;
-	if (fe->stop_fd >= 0)
-		close(fe->stop_fd);
-	fe->stop_fd = -1;
 	pthread_mutex_destroy(&fe->lock);
 	pthread_mutex_destroy(&fe->resize_lock);
 	pthread_cond_destroy(&fe->cond);
@@ -570,7 +563,6 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 		fuse_set_log_func(fuse_export_libfuse_log);
 		log_hooked = true;
 	}
-	fe->stop_fd = -1;
 	fe->pt_fd = -1;
 	fe->backing_dev_fd = -1;
 	fe->mountpoint_fd = -1;
@@ -667,11 +659,6 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	LIST_INSERT_HEAD(&fuse_mounts, fe, link);
 	fe->mounted = true;
 
-	fe->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (fe->stop_fd < 0) {
-		error_setg_errno(errp, errno, "Cannot create an eventfd");
-		goto fail_unmount;
-	}
 	if (fuse_export_start_channels(fe, loops, errp) < 0)
 		goto fail_unmount;
 	/* The rings can only be registered after INIT: wait longer then. */
@@ -703,6 +690,7 @@ fail:
 	 * that may still run (only a request that came before INIT's
 	 * outcome), and drop the references the channels took.
 	 */
+	fuse_ring_abort(fe);
 	for (int i = 0; i < fe->nchannels && fe->channels; i++)
 		fexp_channel_abort(&fe->channels[i]);
 	fuse_export_free_resources(fe);
@@ -793,6 +781,7 @@ static void fuse_export_request_shutdown(struct export *exp)
 	/* First, so that channels take the unmount's ENODEV as expected. */
 	fuse_export_set_stopping(fe);
 	fuse_export_unmount(fe);
+	fuse_ring_stop(fe);
 	fuse_export_stop_channels(fe);
 }
 

@@ -93,7 +93,6 @@ struct fuse_export {
 	bool writethrough;
 	int nchannels;
 	struct fexp_channel *channels;
-	int stop_fd;		/* eventfd for the ring threads: readable once teardown began */
 	atomic_bool stopping;
 	/*
 	 * Under lock: created once create() succeeded; halted once a channel
@@ -180,7 +179,11 @@ json_t *fuse_export_stats(struct fuse_export *fe);
 int fuse_ring_nqueues(void);
 /* fuse/uring.c: serve the export over io_uring (after INIT agreed). */
 int fuse_ring_start(struct fuse_export *fe, struct error **errp);
-/* fuse/uring.c: join the ring threads and free the rings. */
+/* fuse/uring.c: stop the rings' events without waiting (main thread). */
+void fuse_ring_stop(struct fuse_export *fe);
+/* fuse/uring.c: stop them now, waiting for a running callback (create failed). */
+void fuse_ring_abort(struct fuse_export *fe);
+/* fuse/uring.c: free the rings (delete: no callback runs any more). */
 void fuse_ring_free(struct fuse_export *fe);
 /* fuse/export.c: stop serving the export after a fatal error (any thread). */
 void fuse_export_halt(struct fuse_export *fe, const char *why);

@@ -56,7 +56,6 @@ static struct harness *harness_new(bool writable, bool growable, bool allow_othe
 	h->fe->common.writable = writable;
 	h->fe->common.growable = growable;
 	h->fe->allow_other = allow_other;
-	h->fe->stop_fd = -1;
 	h->fe->pt_fd = -1;
 	atomic_init(&h->fe->st_mode, S_IFREG | S_IRUSR | (writable ? S_IWUSR : 0));
 	pthread_mutex_init(&h->fe->lock, NULL);
