@@ -30,6 +30,7 @@
 #include "log.h"
 #include "main-loop.h"
 #include "monitor/monitor.h"
+#include "object/object.h"
 #include "pidfile.h"
 #include "runtime-dir.h"
 #include "rpc/schema.h"
@@ -44,7 +45,7 @@ enum {
 
 /* Start-up actions, kept in command-line order as qsd processes them. */
 struct startup_item {
-	int kind;		/* OPT_BLOCKDEV, OPT_EXPORT, OPT_MONITOR, OPT_SOCKET */
+	int kind;		/* OPT_OBJECT, OPT_BLOCKDEV, OPT_EXPORT, OPT_MONITOR, OPT_SOCKET */
 	char *arg;
 };
 
@@ -86,7 +87,9 @@ static void usage(FILE *f)
 "                           'fuse,...' means type=fuse)\n"
 "  --chardev socket,id=ID,path=PATH[,server=on][,wait=off]\n"
 "  --monitor [chardev=]ID   qemu-storage-daemon style QMP socket\n"
-"  --object iothread,id=ID  accepted for qemu-storage-daemon compatibility\n"
+"  --object OPTIONS         create an object at start-up (as QMP object-add):\n"
+"                           secret,id=ID,file=PATH (a key; or data=...,\n"
+"                           format=base64), iothread,id=ID\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
 "\n"
@@ -187,22 +190,6 @@ static void parse_monitor(struct options *o, const char *arg)
 	json_decref(opts);
 }
 
-/* --object [qom-type=]iothread,id=ID: accepted, exportd sizes its own threads. */
-static void parse_object(const char *arg)
-{
-	struct error *err = NULL;
-	json_t *opts, *type;
-	bool keyval;
-
-	opts = keyval_parse(arg, "qom-type", &keyval, &err);
-	if (!opts)
-		usage_error("--object: %s", err->msg);
-	type = json_object_get(opts, "qom-type");
-	if (!json_is_string(type) || strcmp(json_string_value(type), "iothread"))
-		usage_error("--object: only 'iothread' objects are supported: '%s'", arg);
-	json_decref(opts);
-}
-
 /* qsd's options and none of exportd's own socket options. */
 static bool started_as_qsd(const struct options *o)
 {
@@ -289,7 +276,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 			o->qsd_options = true;
 			break;
 		case OPT_OBJECT:
-			parse_object(optarg);
+			startup_add(o, OPT_OBJECT, optarg);
 			o->qsd_options = true;
 			break;
 		case 'V':
@@ -333,16 +320,32 @@ static char *default_socket_path(struct error **errp)
 	return xasprintf("%s/exportd.sock", xdg);
 }
 
-static int startup_blockdev_or_export(int kind, const char *arg, struct error **errp)
+/* The QMP type that a start-up option takes, and its implied first key. */
+static const struct {
+	int kind;
+	const char *option, *type, *implied_key;
+} startup_kinds[] = {
+	{ OPT_OBJECT, "--object", "ObjectOptions", "qom-type" },
+	{ OPT_BLOCKDEV, "--blockdev", "BlockdevOptions", "driver" },
+	{ OPT_EXPORT, "--export", "BlockExportOptions", "type" },
+};
+
+static int startup_create(int kind, const char *arg, struct error **errp)
 {
-	const char *opt = kind == OPT_BLOCKDEV ? "--blockdev" : "--export";
-	const char *type = kind == OPT_BLOCKDEV ? "BlockdevOptions" : "BlockExportOptions";
+	const char *opt = NULL, *type = NULL, *implied = NULL;
 	json_t *raw, *opts;
 	bool keyval;
 	int rc;
 
+	for (size_t i = 0; i < sizeof(startup_kinds) / sizeof(startup_kinds[0]); i++) {
+		if (startup_kinds[i].kind == kind) {
+			opt = startup_kinds[i].option;
+			type = startup_kinds[i].type;
+			implied = startup_kinds[i].implied_key;
+		}
+	}
 	/* qsd's implied keys: "--blockdev raw,..." is driver=raw. */
-	raw = keyval_parse(arg, kind == OPT_BLOCKDEV ? "driver" : "type", &keyval, errp);
+	raw = keyval_parse(arg, implied, &keyval, errp);
 	if (!raw) {
 		error_prepend(errp, "%s", opt);
 		return -1;
@@ -353,7 +356,12 @@ static int startup_blockdev_or_export(int kind, const char *arg, struct error **
 		error_prepend(errp, "%s", opt);
 		return -1;
 	}
-	rc = kind == OPT_BLOCKDEV ? blockdev_add(opts, errp) : export_add(opts, errp);
+	if (kind == OPT_OBJECT)
+		rc = object_add(opts, errp);
+	else if (kind == OPT_BLOCKDEV)
+		rc = blockdev_add(opts, errp);
+	else
+		rc = export_add(opts, errp);
 	json_decref(opts);
 	if (rc < 0)
 		error_prepend(errp, "%s", opt);
@@ -397,7 +405,7 @@ static int startup(struct options *o, struct error **errp)
 					    errp);
 			break;
 		default:
-			rc = startup_blockdev_or_export(it->kind, it->arg, errp);
+			rc = startup_create(it->kind, it->arg, errp);
 			break;
 		}
 		if (rc < 0)

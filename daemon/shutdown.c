@@ -2,7 +2,8 @@
  * shutdown.c: graceful shutdown of the daemon.  Exports go first (their
  * mounts are removed and in-flight requests complete), then the monitor
  * (so clients still see BLOCK_EXPORT_DELETED), then the block nodes, then
- * the main loop ends and main() cleans up.
+ * the objects they may have used (secrets), then the main loop ends and
+ * main() cleans up.
  */
 #include "config.h"
 
@@ -13,6 +14,7 @@
 #include "log.h"
 #include "main-loop.h"
 #include "monitor/monitor.h"
+#include "object/object.h"
 #include "shutdown.h"
 
 static bool shutting_down;
@@ -21,6 +23,7 @@ static void daemon_monitor_gone(void *opaque)
 {
 	(void)opaque;
 	block_close_all();
+	object_del_all();
 	main_loop_exit();
 }
 

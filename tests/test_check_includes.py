@@ -40,7 +40,7 @@ def test_an_upward_include_is_refused(tmp_path):
     r = check(root)
     assert r.returncode == 1
     assert ("daemon/block/raw.c (block) includes daemon/export/export.h (export): "
-            "block may include only ['bottom', 'rpc']") in r.stderr
+            "block may include only ['bottom', 'object', 'rpc']") in r.stderr
 
 
 def test_an_unqualified_include_is_refused(tmp_path):
@@ -65,3 +65,14 @@ def test_a_private_header_stays_in_its_folder(tmp_path):
     r = check(root)
     assert r.returncode == 1
     assert "daemon/monitor/x.c: includes daemon/fuse/internal.h, private to fuse/" in r.stderr
+
+
+def test_objects_know_nothing_of_the_block_layer(tmp_path):
+    """Secrets and iothreads sit under every subsystem that names them (on
+    nothing but the I/O loops and the bottom)."""
+    root = tree(tmp_path, {
+        "daemon/block/block.h": "",
+        "daemon/object/secret.c": '#include "config.h"\n#include "block/block.h"\n'})
+    r = check(root)
+    assert r.returncode == 1
+    assert "object may include only ['bottom', 'iothread', 'rpc']" in r.stderr

@@ -276,7 +276,7 @@ static int blkdebug_open(struct block_node *bs, json_t *options, struct error **
 		if (blkdebug_add_rule(s, rule, false, errp) < 0)
 			goto fail;
 	}
-	bs->file = block_node_open_child(json_object_get(options, "image"), "image",
+	bs->file = block_node_open_child(bs, json_object_get(options, "image"), "image",
 					 bs->read_only, 0, errp);
 	if (!bs->file)
 		goto fail;

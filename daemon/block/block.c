@@ -26,10 +26,6 @@
 static TAILQ_HEAD(block_node_list_head, block_node) block_nodes =
 	TAILQ_HEAD_INITIALIZER(block_nodes);
 static unsigned long block_name_counter;
-/* The node whose driver is opening right now, for option inheritance. */
-static struct block_node *block_opening;
-/* How many nodes are opening, one inside the other (inline children). */
-static int block_opening_depth;
 
 const struct block_driver *block_driver_find(const char *name)
 {
@@ -143,8 +139,18 @@ static int node_height(struct block_node *bs)
 	return h;
 }
 
+/* How many nodes are opening, one inside the other, from bs up. */
+static int node_nesting(const struct block_node *bs)
+{
+	int n = 0;
+
+	for (; bs; bs = bs->opener)
+		n++;
+	return n;
+}
+
 static struct block_node *node_open(json_t *options, const char *name,
-				    bool implicit, bool generated_name,
+				    struct block_node *opener, bool generated_name,
 				    unsigned flags, struct error **errp)
 {
 	const char *drvname = opt_str(options, "driver");
@@ -152,7 +158,8 @@ static struct block_node *node_open(json_t *options, const char *name,
 	const char *dz = opt_str(options, "detect-zeroes");
 	json_t *cache = json_object_get(options, "cache");
 	const struct block_driver *drv;
-	struct block_node *bs, *prev;
+	struct block_node *bs;
+	bool implicit = opener != NULL;
 	int ret;
 
 	if (!generated_name && !block_node_name_wellformed(name)) {
@@ -176,7 +183,7 @@ static struct block_node *node_open(json_t *options, const char *name,
 	}
 
 	/* Inline children nest on the stack: bound them before they recurse. */
-	if (block_opening_depth > BLOCK_MAX_HEIGHT) {
+	if (node_nesting(opener) > BLOCK_MAX_HEIGHT) {
 		error_setg(errp, "Node '%s': block graph nested deeper than %d levels",
 			   name, BLOCK_MAX_HEIGHT);
 		return NULL;
@@ -211,14 +218,11 @@ static struct block_node *node_open(json_t *options, const char *name,
 		goto fail;
 	}
 
-	prev = block_opening;
-	block_opening = bs;
-	block_opening_depth++;
+	bs->opener = opener;
 	bs->opening = true;
 	ret = drv->open(bs, options, errp);
 	bs->opening = false;
-	block_opening_depth--;
-	block_opening = prev;
+	bs->opener = NULL;
 	bs->height = node_height(bs);
 	if (ret < 0) {
 		node_unregister(bs);
@@ -264,7 +268,7 @@ int blockdev_add(json_t *options, struct error **errp)
 		error_setg(errp, "'node-name' must be specified for the root node");
 		return -1;
 	}
-	return node_open(options, name, false, false, 0, errp) ? 0 : -1;
+	return node_open(options, name, NULL, false, 0, errp) ? 0 : -1;
 }
 
 /*
@@ -272,17 +276,14 @@ int blockdev_add(json_t *options, struct error **errp)
  * as QEMU's bdrv_inherited_options: read-only, cache, force-share; and
  * lower layers honour discards (the parent decides whether to send them).
  */
-static void node_inherit_options(json_t *child, bool read_only)
+static void node_inherit_options(struct block_node *parent, json_t *child, bool read_only)
 {
-	struct block_node *parent = block_opening;
 	json_t *cache = json_object_get(child, "cache");
 
 	if (!json_object_get(child, "read-only"))
 		json_object_set_new(child, "read-only", json_boolean(read_only));
 	if (!json_object_get(child, "discard"))
 		json_object_set_new(child, "discard", json_string("unmap"));
-	if (!parent)
-		return;
 	if (!json_object_get(child, "force-share") && parent->force_share &&
 	    json_is_true(json_object_get(child, "read-only")))
 		json_object_set_new(child, "force-share", json_true());
@@ -308,22 +309,22 @@ static int node_check_child_ref(struct block_node *parent, struct block_node *bs
 {
 	if (bs->opening) {
 		error_setg(errp, "Making '%s' a %s child of '%s' would create a cycle",
-			   bs->node_name, role, parent ? parent->node_name : "");
+			   bs->node_name, role, parent->node_name);
 		return -1;
 	}
-	if (block_opening_depth + bs->height > BLOCK_MAX_HEIGHT) {
+	if (node_nesting(parent) + bs->height > BLOCK_MAX_HEIGHT) {
 		error_setg(errp, "Making '%s' a %s child of '%s' would nest the block "
 			   "graph deeper than %d levels", bs->node_name, role,
-			   parent ? parent->node_name : "", BLOCK_MAX_HEIGHT);
+			   parent->node_name, BLOCK_MAX_HEIGHT);
 		return -1;
 	}
 	return 0;
 }
 
-struct block_node *block_node_open_child(json_t *ref, const char *role, bool read_only,
-					 unsigned flags, struct error **errp)
+struct block_node *block_node_open_child(struct block_node *parent, json_t *ref,
+					 const char *role, bool read_only, unsigned flags,
+					 struct error **errp)
 {
-	struct block_node *parent = block_opening;
 	struct block_node *bs;
 	json_t *opts;
 	bool generated = false;
@@ -334,9 +335,8 @@ struct block_node *block_node_open_child(json_t *ref, const char *role, bool rea
 	 * chain: once a parent has its file, it enters the registry before
 	 * any further child is opened.
 	 */
-	if (block_opening && block_opening->file && !block_opening->registered &&
-	    !block_node_find(block_opening->node_name))
-		node_register(block_opening);
+	if (parent->file && !parent->registered && !block_node_find(parent->node_name))
+		node_register(parent);
 
 	if (json_is_string(ref)) {
 		const char *r = json_string_value(ref);
@@ -353,11 +353,11 @@ struct block_node *block_node_open_child(json_t *ref, const char *role, bool rea
 	}
 	if (!json_is_object(ref)) {
 		error_setg(errp, "Node '%s': a child must be a node name or a "
-			   "block device definition", parent ? parent->node_name : "");
+			   "block device definition", parent->node_name);
 		return NULL;
 	}
 	opts = json_deep_copy(ref);
-	node_inherit_options(opts, read_only);
+	node_inherit_options(parent, opts, read_only);
 	if (json_is_string(json_object_get(opts, "node-name")))
 		name = xstrdup(opt_str(opts, "node-name"));
 	else {
@@ -365,9 +365,9 @@ struct block_node *block_node_open_child(json_t *ref, const char *role, bool rea
 		generated = true;
 	}
 	/* What an image named, everything below it was named by the image too. */
-	if (parent && (parent->open_flags & BLOCK_OPEN_FROM_IMAGE))
+	if (parent->open_flags & BLOCK_OPEN_FROM_IMAGE)
 		flags |= BLOCK_OPEN_FROM_IMAGE;
-	bs = node_open(opts, name, true, generated, flags, errp);
+	bs = node_open(opts, name, parent, generated, flags, errp);
 	free(name);
 	json_decref(opts);
 	if (!bs)
@@ -644,14 +644,22 @@ int block_node_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	return bs->drv->discard(bs, offset, len);
 }
 
-/* Without a driver callback: write zeroes through pwrite. */
-static int block_write_zero_buffers(struct block_node *bs, uint64_t offset,
-				    uint64_t len)
+/*
+ * The one emulation of write_zeroes: the driver's own pwrite of a zeroed
+ * buffer, for drivers without the callback and for the cases a driver's
+ * callback cannot do otherwise (no BLKZEROOUT, no fallocate).  Page-aligned
+ * so that an O_DIRECT file takes it without a bounce copy.
+ */
+int block_emulate_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len)
 {
 	size_t piece = (size_t)MIN(len, (uint64_t)(1024 * 1024));
-	void *zero = xcalloc(1, piece);
+	size_t alloc = ROUND_UP(piece, 4096);
+	void *zero = NULL;
 	int ret = 0;
 
+	if (posix_memalign(&zero, 4096, alloc) != 0)
+		return -ENOMEM;
+	memset(zero, 0, alloc);
 	while (len > 0 && ret == 0) {
 		size_t n = (size_t)MIN(len, (uint64_t)piece);
 
@@ -679,7 +687,7 @@ int block_node_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len
 	if (!bs->discard_unmap)
 		flags &= ~BLOCK_ZERO_MAY_UNMAP;
 	if (!bs->drv->write_zeroes)
-		return block_write_zero_buffers(bs, offset, len);
+		return block_emulate_write_zeroes(bs, offset, len);
 	return bs->drv->write_zeroes(bs, offset, len, flags);
 }
 

@@ -149,6 +149,13 @@ struct block_node {
 	 * of the one being opened.
 	 */
 	bool opening;
+	/*
+	 * While its driver's open runs: the node whose open created this one
+	 * as an inline child (NULL for blockdev-add's node).  Walking it up
+	 * gives the chain of nodes opening, one inside the other: its length
+	 * bounds the nesting, and qcow2 finds backing-file loops on it.
+	 */
+	struct block_node *opener;
 	unsigned open_flags;		/* BLOCK_OPEN_*, inherited by inline children */
 	int height;			/* longest path down to a leaf: 0 for a file node */
 	/* Users: parents and exports.  Protected by the main thread only. */
@@ -205,13 +212,20 @@ void block_close_all(void);
 #define BLOCK_OPEN_PROBED	0x2
 
 /*
- * For format drivers: open the child `role` ("file", "backing") named by
- * `ref` (a node-name string or an inline BlockdevOptions object) and take
+ * For format drivers, from their open callback: open parent's child `role`
+ * ("file", "backing") named by `ref` (a node-name string or an inline
+ * BlockdevOptions object, which inherits parent's options) and take
  * a reference on it.  A reference that would close a cycle, or make the
  * graph deeper than BLOCK_MAX_HEIGHT, is refused.  flags: BLOCK_OPEN_*.
  */
-struct block_node *block_node_open_child(json_t *ref, const char *role, bool read_only,
-					 unsigned flags, struct error **errp);
+struct block_node *block_node_open_child(struct block_node *parent, json_t *ref,
+					 const char *role, bool read_only, unsigned flags,
+					 struct error **errp);
+/*
+ * For drivers: write zeroes with the driver's own pwrite (no bounds check),
+ * the fallback of a write_zeroes callback that cannot do better.
+ */
+int block_emulate_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len);
 /* Drop a reference taken by block_node_open_child or block_node_ref. */
 void block_node_unref(struct block_node *bs);
 void block_node_ref(struct block_node *bs);

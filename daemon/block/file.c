@@ -565,29 +565,6 @@ static int file_discard(struct block_node *bs, uint64_t offset, uint64_t len)
 	return ret;
 }
 
-/* The last resort: write zeroes. */
-static int file_write_zero_buffers(struct block_node *bs, uint64_t offset,
-				   uint64_t len)
-{
-	struct file_state *s = file_state(bs);
-	size_t piece = MIN(len, (uint64_t)FILE_CHUNK);
-	void *zero = file_bounce_alloc(s, ROUND_UP(piece, MAX(s->align, 1)));
-	int ret = 0;
-
-	if (!zero)
-		return -ENOMEM;
-	memset(zero, 0, ROUND_UP(piece, MAX(s->align, 1)));
-	while (len > 0 && ret == 0) {
-		size_t n = MIN(len, (uint64_t)piece);
-
-		ret = file_pwrite(bs, zero, n, offset);
-		offset += n;
-		len -= n;
-	}
-	free(zero);
-	return ret;
-}
-
 static int file_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t len,
 			     int flags)
 {
@@ -602,20 +579,20 @@ static int file_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t le
 		if (ret < 0 && ret != -EOPNOTSUPP && ret != -ENOTTY && ret != -EINVAL)
 			return ret;
 		if (ret < 0)	/* no BLKZEROOUT: write them all */
-			return file_write_zero_buffers(bs, offset, len);
+			return block_emulate_write_zeroes(bs, offset, len);
 		/* The partial sectors at both ends. */
 		if (head_end > offset) {
-			ret = file_write_zero_buffers(bs, offset, head_end - offset);
+			ret = block_emulate_write_zeroes(bs, offset, head_end - offset);
 			if (ret < 0)
 				return ret;
 		}
 		if (offset + len > tail_start)
-			return file_write_zero_buffers(bs, tail_start,
+			return block_emulate_write_zeroes(bs, tail_start,
 						       offset + len - tail_start);
 		return 0;
 	}
 	if (!s->is_reg)
-		return file_write_zero_buffers(bs, offset, len);
+		return block_emulate_write_zeroes(bs, offset, len);
 	/* MAY_UNMAP asks for deallocation: punch first, as QEMU does. */
 	if ((flags & BLOCK_ZERO_MAY_UNMAP) && !atomic_load(&s->no_punch_hole)) {
 		ret = file_fallocate(s, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -639,7 +616,7 @@ static int file_write_zeroes(struct block_node *bs, uint64_t offset, uint64_t le
 			return ret;
 		atomic_store(&s->no_punch_hole, true);
 	}
-	return file_write_zero_buffers(bs, offset, len);
+	return block_emulate_write_zeroes(bs, offset, len);
 }
 
 static int file_truncate(struct block_node *bs, uint64_t length)

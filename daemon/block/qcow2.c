@@ -44,13 +44,8 @@ struct qcow2_run {
 	uint64_t file_len;
 };
 
-/*
- * Backing chains being opened (main thread only): the real paths of the
- * images on the way down, so that a chain looping back is refused.
- */
+/* Most qcow2 images opening one inside the other (a backing chain). */
 #define QCOW2_MAX_CHAIN_DEPTH 64
-static int qcow2_open_depth;
-static char *qcow2_open_chain[QCOW2_MAX_CHAIN_DEPTH];
 
 static uint64_t qcow2_size(struct qcow2 *s)
 {
@@ -1034,12 +1029,12 @@ static char *qcow2_backing_path(const char *image, const char *name)
 }
 
 /* Format of a backing file without a format extension: qcow2 magic or raw. */
-static int qcow2_probe_format(const char *path, const char **fmt,
+static int qcow2_probe_format(struct block_node *bs, const char *path, const char **fmt,
 			      struct error **errp)
 {
 	json_t *opts = json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", path,
 				 "read-only", 1);
-	struct block_node *f = block_node_open_child(opts, "backing", true,
+	struct block_node *f = block_node_open_child(bs, opts, "backing", true,
 						     BLOCK_OPEN_FROM_IMAGE, errp);
 	uint8_t magic[4];
 	int64_t len;
@@ -1056,11 +1051,30 @@ static int qcow2_probe_format(const char *path, const char **fmt,
 	return 0;
 }
 
-static void qcow2_chain_pop(void)
+/*
+ * The qcow2 images opening now from bs up (bs included), one inside the
+ * other: how many there are, and whether one of them is the file `real`
+ * (a backing chain that loops back).
+ */
+static int qcow2_chain_above(struct block_node *bs, const char *real, bool *found)
 {
-	qcow2_open_depth--;
-	free(qcow2_open_chain[qcow2_open_depth]);
-	qcow2_open_chain[qcow2_open_depth] = NULL;
+	int n = 0;
+
+	*found = false;
+	for (struct block_node *p = bs; p; p = p->opener) {
+		struct qcow2 *ps = p->opaque;
+		char *r;
+
+		if (p->drv != &block_driver_qcow2)
+			continue;
+		n++;
+		if (!real || *found)
+			continue;
+		r = realpath(ps->name, NULL);
+		*found = r && !strcmp(r, real);
+		free(r);
+	}
+	return n;
 }
 
 static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *options,
@@ -1069,21 +1083,20 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 	json_t *ref = json_object_get(options, "backing"), *opts;
 	const char *fmt = s->hdr.backing_format;
 	unsigned flags = BLOCK_OPEN_FROM_IMAGE;
-	char *path;
+	bool loop;
+	char *path, *real;
 
 	if (ref && json_is_null(ref))
 		return 0;
 	if (!ref && !s->hdr.backing_file)
 		return 0;
-	if (qcow2_open_depth >= QCOW2_MAX_CHAIN_DEPTH) {
+	if (qcow2_chain_above(bs, NULL, &loop) > QCOW2_MAX_CHAIN_DEPTH) {
 		error_setg(errp, "Backing chain of '%s' is deeper than %d images (a loop?)",
 			   s->name, QCOW2_MAX_CHAIN_DEPTH);
 		return -1;
 	}
-	qcow2_open_chain[qcow2_open_depth++] = realpath(s->name, NULL);
 	if (ref) {
-		bs->backing = block_node_open_child(ref, "backing", true, 0, errp);
-		qcow2_chain_pop();
+		bs->backing = block_node_open_child(bs, ref, "backing", true, 0, errp);
 		if (!bs->backing)
 			return -1;
 		s->has_backing = true;
@@ -1094,32 +1107,23 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 		error_setg(errp, "Backing file name '%s' of '%s' is not a plain file name "
 			   "(give the backing node with the 'backing' option)",
 			   s->hdr.backing_file, s->name);
-		qcow2_chain_pop();
 		return -1;
 	}
 	path = qcow2_backing_path(bs->file->filename, s->hdr.backing_file);
-	{
-		char *real = realpath(path, NULL);
-		bool loop = false;
-
-		for (int i = 0; real && i < qcow2_open_depth; i++)
-			if (qcow2_open_chain[i] && !strcmp(qcow2_open_chain[i], real))
-				loop = true;
-		free(real);
-		if (loop) {
-			error_setg(errp, "Backing file '%s' of '%s' loops back into its own "
-				   "backing chain", path, s->name);
-			free(path);
-			qcow2_chain_pop();
-			return -1;
-		}
+	real = realpath(path, NULL);
+	qcow2_chain_above(bs, real, &loop);
+	free(real);
+	if (loop) {
+		error_setg(errp, "Backing file '%s' of '%s' loops back into its own "
+			   "backing chain", path, s->name);
+		free(path);
+		return -1;
 	}
 	if (!fmt) {
-		if (qcow2_probe_format(path, &fmt, errp) < 0) {
+		if (qcow2_probe_format(bs, path, &fmt, errp) < 0) {
 			error_prepend(errp, "Could not open backing file of '%s'", s->name);
 			free(path);
-			qcow2_chain_pop();
-			return -1;
+				return -1;
 		}
 		flags |= BLOCK_OPEN_PROBED;
 	}
@@ -1127,14 +1131,12 @@ static int qcow2_open_backing(struct block_node *bs, struct qcow2 *s, json_t *op
 		error_setg(errp, "Backing file '%s' of '%s' has unsupported format '%s'",
 			   path, s->name, fmt);
 		free(path);
-		qcow2_chain_pop();
 		return -1;
 	}
 	opts = json_pack("{s:s, s:b, s:{s:s, s:s, s:b}}", "driver", fmt, "read-only", 1,
 			 "file", "driver", "file", "filename", path, "read-only", 1);
-	bs->backing = block_node_open_child(opts, "backing", true, flags, errp);
+	bs->backing = block_node_open_child(bs, opts, "backing", true, flags, errp);
 	json_decref(opts);
-	qcow2_chain_pop();
 	if (!bs->backing) {
 		error_prepend(errp, "Could not open backing file '%s' of '%s'", path, s->name);
 		free(path);
@@ -1369,7 +1371,7 @@ static int qcow2_open(struct block_node *bs, json_t *options, struct error **err
 	pthread_rwlockattr_destroy(&attr);
 	TAILQ_INIT(&s->allocs);
 
-	bs->file = block_node_open_child(json_object_get(options, "file"), "file",
+	bs->file = block_node_open_child(bs, json_object_get(options, "file"), "file",
 					 bs->read_only, 0, errp);
 	if (!bs->file)
 		goto fail;

@@ -58,7 +58,7 @@ static int raw_open(struct block_node *bs, json_t *options, struct error **errp)
 		error_setg(errp, "Specified size is not multiple of 512");
 		return -1;
 	}
-	bs->file = block_node_open_child(json_object_get(options, "file"), "file",
+	bs->file = block_node_open_child(bs, json_object_get(options, "file"), "file",
 					 bs->read_only, 0, errp);
 	if (!bs->file)
 		return -1;

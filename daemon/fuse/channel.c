@@ -159,8 +159,6 @@ int fexp_channel_open(struct fexp_channel *ch, struct fuse_export *fe, int slot,
 		error_setg(errp, "Cannot create the event of a FUSE channel");
 		return -1;
 	}
-	iothread_use(loop);
-	ch->in_use = true;
 	return 0;
 }
 
@@ -219,9 +217,6 @@ void fexp_channel_close(struct fexp_channel *ch)
 	if (ch->fd >= 0)
 		close(ch->fd);
 	ch->fd = -1;
-	if (ch->in_use)
-		iothread_unuse(ch->loop);
-	ch->in_use = false;
 }
 
 /*

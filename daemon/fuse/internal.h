@@ -54,7 +54,6 @@ struct fexp_channel {
 	struct event *ev;	/* persistent read event on loop, or NULL */
 	bool freed;		/* ev freed (or being finalized): main thread */
 	bool started;		/* event added: holds an export reference */
-	bool in_use;		/* counted in the loop's users */
 } __attribute__((aligned(64)));	/* one line each: no line shared */
 
 /*

@@ -6,7 +6,7 @@
  * and leaves only when iothread_stop() breaks it (libevent is set up with
  * pthreads by main_loop_init(), so another thread may add events, free
  * them with a finalizer, or break the loop, and the loop wakes up).  The
- * registry (pool and named loops) is the main thread's alone.
+ * list of loops (pool and named) is the main thread's alone.
  */
 #include "config.h"
 
@@ -26,8 +26,8 @@
 struct iothread {
 	char *name;
 	bool named;		/* an object, not one of the default pool */
-	int users;		/* main thread */
 	struct event_base *base;
+	struct event *stop_ev;	/* activated once: leave the loop */
 	pthread_t tid;
 	void *scratch;		/* the loop's thread only */
 	size_t scratch_size;
@@ -37,6 +37,19 @@ struct iothread {
 static TAILQ_HEAD(, iothread) iothreads = TAILQ_HEAD_INITIALIZER(iothreads);
 static struct iothread **pool;
 static int pool_size;
+
+/*
+ * Break the loop from inside: event_base_loopbreak() from another thread
+ * is lost if it comes before the thread enters event_base_loop(), which
+ * clears the flag; an activated event waits for the loop instead.
+ */
+static void iothread_stop_cb(evutil_socket_t fd, short what, void *opaque)
+{
+	struct iothread *it = opaque;
+
+	(void)fd, (void)what;
+	event_base_loopbreak(it->base);
+}
 
 static void *iothread_run(void *opaque)
 {
@@ -58,6 +71,11 @@ static struct iothread *iothread_start(const char *name, bool named, struct erro
 		error_setg(errp, "Cannot create the event loop of iothread '%s'", name);
 		goto fail;
 	}
+	it->stop_ev = event_new(it->base, -1, 0, iothread_stop_cb, it);
+	if (!it->stop_ev) {
+		error_setg(errp, "Cannot create the event loop of iothread '%s'", name);
+		goto fail;
+	}
 	err = thread_create_without_signals(&it->tid, iothread_run, it);
 	if (err) {
 		error_setg_errno(errp, err, "Cannot start iothread '%s'", name);
@@ -66,6 +84,8 @@ static struct iothread *iothread_start(const char *name, bool named, struct erro
 	TAILQ_INSERT_TAIL(&iothreads, it, link);
 	return it;
 fail:
+	if (it->stop_ev)
+		event_free(it->stop_ev);
 	if (it->base)
 		event_base_free(it->base);
 	free(it->name);
@@ -75,9 +95,10 @@ fail:
 
 static void iothread_stop(struct iothread *it)
 {
-	event_base_loopbreak(it->base);
+	event_active(it->stop_ev, 0, 0);
 	pthread_join(it->tid, NULL);
 	TAILQ_REMOVE(&iothreads, it, link);
+	event_free(it->stop_ev);
 	/* Finalizers still queued run now, on this thread: nobody else is left. */
 	event_base_free(it->base);
 	free(it->scratch);
@@ -128,41 +149,15 @@ struct iothread *iothread_pool_get(int i)
 	return pool[(unsigned)i % (unsigned)pool_size];
 }
 
-struct iothread *iothread_find(const char *id)
-{
-	struct iothread *it;
-
-	TAILQ_FOREACH(it, &iothreads, link)
-		if (it->named && !strcmp(it->name, id))
-			return it;
-	return NULL;
-}
-
 struct iothread *iothread_new(const char *id, struct error **errp)
 {
-	if (iothread_find(id)) {
-		error_setg(errp, "attempt to add duplicate property '%s' to object "
-			   "(type 'container')", id);
-		return NULL;
-	}
 	return iothread_start(id, true, errp);
 }
 
-int iothread_del(const char *id, struct error **errp)
+void iothread_free(struct iothread *it)
 {
-	struct iothread *it = iothread_find(id);
-
-	if (!it) {
-		error_setg(errp, "object '%s' not found", id);
-		return -1;
-	}
-	if (it->users > 0) {
-		/* QEMU refuses to unparent an iothread that is in use the same way. */
-		error_setg(errp, "object '%s' is in use, can not be deleted", id);
-		return -1;
-	}
-	iothread_stop(it);
-	return 0;
+	if (it)
+		iothread_stop(it);
 }
 
 const char *iothread_name(const struct iothread *it)
@@ -173,16 +168,6 @@ const char *iothread_name(const struct iothread *it)
 struct event_base *iothread_base(struct iothread *it)
 {
 	return it->base;
-}
-
-void iothread_use(struct iothread *it)
-{
-	it->users++;
-}
-
-void iothread_unuse(struct iothread *it)
-{
-	it->users--;
 }
 
 void *iothread_scratch(struct iothread *it, size_t size, size_t align)

@@ -5,9 +5,10 @@
  * completions) is events on such loops, so the number of threads does
  * not grow with the number of exports.  exportd starts a default pool of
  * one loop per CPU; named loops are the `iothread` objects of the command
- * line and of QMP.  Everything here is called on the main thread except
- * iothread_base(), iothread_name() and iothread_scratch(), which the
- * loop's own thread may call too.
+ * line and of QMP (object/iothread.c, whose registry knows them by id and
+ * refuses to delete one in use).  Everything here is called on the main
+ * thread except iothread_base(), iothread_name() and iothread_scratch(),
+ * which the loop's own thread may call too.
  */
 #ifndef EXPORTD_IOTHREAD_H
 #define EXPORTD_IOTHREAD_H
@@ -30,16 +31,11 @@ struct iothread *iothread_pool_get(int i);
 
 /* Start a named loop (object-add / --object iothread,id=ID). */
 struct iothread *iothread_new(const char *id, struct error **errp);
-/* Stop and free a named loop; refused while an export uses it. */
-int iothread_del(const char *id, struct error **errp);
-struct iothread *iothread_find(const char *id);
+/* Stop and free a named loop; nothing may use it any more. */
+void iothread_free(struct iothread *it);
 /* The id of a named loop, "pool-N" for the default pool's. */
 const char *iothread_name(const struct iothread *it);
 struct event_base *iothread_base(struct iothread *it);
-
-/* Users (exports) of a loop: a loop in use cannot be deleted. */
-void iothread_use(struct iothread *it);
-void iothread_unuse(struct iothread *it);
 
 /*
  * A buffer of `size` bytes aligned to `align`, owned by the loop and only

@@ -22,5 +22,7 @@ const struct qmp_command qmp_commands[] = {
 	{ "query-block-exports", qmp_query_block_exports },
 	{ "query-blockstats", qmp_query_blockstats },
 	{ "x-query-export-stats", qmp_x_query_export_stats },
+	{ "object-add", qmp_object_add },
+	{ "object-del", qmp_object_del },
 	{ NULL, NULL },
 };

@@ -53,4 +53,8 @@ int qmp_query_blockstats(struct qmp_session *s, json_t *args, json_t **ret,
 int qmp_x_query_export_stats(struct qmp_session *s, json_t *args, json_t **ret,
 			     struct error **errp);
 
+/* monitor/cmd-object.c */
+int qmp_object_add(struct qmp_session *s, json_t *args, json_t **ret, struct error **errp);
+int qmp_object_del(struct qmp_session *s, json_t *args, json_t **ret, struct error **errp);
+
 #endif
