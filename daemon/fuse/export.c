@@ -90,6 +90,7 @@
 #include "fuse/proto.h"
 #include "iothread/iothread.h"
 #include "log.h"
+#include "object/object.h"
 #include "main-loop.h"
 #include "util.h"
 
@@ -374,6 +375,14 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 		fexp_channel_close(&fe->channels[i]);
 	free(fe->channels);
 	fe->channels = NULL;
+	/* No channel is on their loops any more: they may be deleted. */
+	for (int i = 0; i < fe->n_iothread_ids; i++) {
+		object_unuse(fe->iothread_ids[i]);
+		free(fe->iothread_ids[i]);
+	}
+	free(fe->iothread_ids);
+	fe->iothread_ids = NULL;
+	fe->n_iothread_ids = 0;
 	/* With the connection gone, a stat still waiting has its answer. */
 	if (fe->revoke_started) {
 		pthread_join(fe->revoke_tid, NULL);
@@ -412,6 +421,89 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 static int fuse_export_default_channels(void)
 {
 	return MIN(iothread_pool_size(), FUSE_EXPORT_DEFAULT_CHANNELS_CAP);
+}
+
+/*
+ * Which loops serve the export, one entry per channel: those of the
+ * iothread objects named by 'iothread' (one id: every channel on its loop;
+ * a list: one channel per listed loop, as QEMU 11 has one /dev/fuse fd per
+ * listed iothread), else the default pool's.  Marks the objects in use.
+ */
+static int fuse_export_place_channels(struct fuse_export *fe, json_t *iothread,
+				      json_t *num_channels, struct iothread **loops,
+				      struct error **errp)
+{
+	static int next_pool_loop;
+	json_t *ids, *single = NULL;
+	size_t i, n;
+
+	if (num_channels) {
+		json_int_t v = json_integer_value(num_channels);
+
+		if (v < 1 || v > FUSE_EXPORT_MAX_CHANNELS) {
+			error_setg(errp, "'num-threads' must be between 1 and %d, not %lld",
+				   FUSE_EXPORT_MAX_CHANNELS, (long long)v);
+			return -1;
+		}
+	}
+	if (!iothread) {
+		fe->nchannels = num_channels ? (int)json_integer_value(num_channels) :
+			fuse_export_default_channels();
+		for (int c = 0; c < fe->nchannels; c++)
+			loops[c] = iothread_pool_get(next_pool_loop + c);
+		next_pool_loop = (next_pool_loop + 1) % MAX(iothread_pool_size(), 1);
+		return 0;
+	}
+	if (json_is_string(iothread)) {
+		single = json_array();
+		json_array_append(single, iothread);
+		ids = single;
+	} else {
+		ids = iothread;
+	}
+	n = json_array_size(ids);
+	if (n == 0) {
+		error_setg(errp, "The set of I/O threads must not be empty");
+		return -1;
+	}
+	if (n > FUSE_EXPORT_MAX_CHANNELS) {
+		error_setg(errp, "An export can be served by at most %d iothreads, not %zu",
+			   FUSE_EXPORT_MAX_CHANNELS, n);
+		json_decref(single);
+		return -1;
+	}
+	if (num_channels && !single) {
+		error_setg(errp, "'num-threads' and an 'iothread' list do not combine: the "
+			   "export gets one /dev/fuse fd per listed iothread");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+		struct iothread *it = object_find(id, &object_type_iothread, NULL);
+
+		if (!it) {
+			error_setg(errp, "iothread \"%s\" not found", id);
+			json_decref(single);
+			return -1;
+		}
+		loops[i] = it;
+	}
+	fe->nchannels = (int)n;
+	/* One id: more fds on one loop only if asked for (num-threads). */
+	if (single && num_channels) {
+		fe->nchannels = (int)json_integer_value(num_channels);
+		for (int c = 1; c < fe->nchannels; c++)
+			loops[c] = loops[0];
+	}
+	fe->iothread_ids = xcalloc(n, sizeof(*fe->iothread_ids));
+	for (i = 0; i < n; i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+
+		object_use(id);
+		fe->iothread_ids[fe->n_iothread_ids++] = xstrdup(id);
+	}
+	json_decref(single);
+	return 0;
 }
 
 /*
@@ -554,7 +646,6 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	const char *passthrough = json_string_value(json_object_get(options, "passthrough"));
 	json_t *num_channels = json_object_get(options, "num-threads");
 	struct iothread *loops[FUSE_EXPORT_MAX_CHANNELS];
-	static int next_pool_loop;
 	json_t *iothread = json_object_get(options, "iothread");
 	struct stat st;
 	bool ours = false;
@@ -591,28 +682,11 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 			goto fail;
 		}
 	}
-	if (num_channels) {
-		json_int_t n = json_integer_value(num_channels);
-
-		if (n < 1 || n > FUSE_EXPORT_MAX_CHANNELS) {
-			error_setg(errp, "'num-threads' must be between 1 and %d, not %lld",
-				   FUSE_EXPORT_MAX_CHANNELS, (long long)n);
-			goto fail;
-		}
-		fe->nchannels = (int)n;
-	} else {
-		fe->nchannels = fuse_export_default_channels();
-	}
-	for (int i = 0; i < fe->nchannels; i++)
-		loops[i] = iothread_pool_get(next_pool_loop + i);
-	next_pool_loop = (next_pool_loop + 1) % MAX(iothread_pool_size(), 1);
+	if (fuse_export_place_channels(fe, iothread, num_channels, loops, errp) < 0)
+		goto fail;
 	/* A stats slot per channel, then one per io_uring queue. */
 	exp->stats = export_stats_new(fe->nchannels +
 				      (fe->uring_wanted ? fuse_ring_nqueues() : 0));
-	if (iothread)
-		log_info("export '%s': iothread '%s' ignored: exportd serves each FUSE export "
-			 "on the default pool of I/O loops", exp->id,
-			 json_string_value(iothread));
 	fe->writethrough = json_is_true(json_object_get(options, "writethrough"));
 
 	/*
@@ -803,6 +877,25 @@ static bool fuse_export_in_use(struct export *exp)
 	return busy;
 }
 
+/* The loops that serve the export, each once, in channel order. */
+static json_t *fuse_export_loop_names(struct fuse_export *fe)
+{
+	json_t *names = json_array();
+
+	for (int i = 0; i < fe->nchannels && fe->channels; i++) {
+		const char *name = iothread_name(fe->channels[i].loop);
+		bool seen = false;
+		size_t j;
+		json_t *v;
+
+		json_array_foreach(names, j, v)
+			seen = seen || !strcmp(json_string_value(v), name);
+		if (!seen)
+			json_array_append_new(names, json_string(name));
+	}
+	return names;
+}
+
 static void fuse_export_query(struct export *exp, json_t *info)
 {
 	struct fuse_export *fe = fuse_export_of(exp);
@@ -813,6 +906,7 @@ static void fuse_export_query(struct export *exp, json_t *info)
 	json_object_set_new(info, "x-growable", json_boolean(exp->growable));
 	json_object_set_new(info, "x-allow-other", json_boolean(fe->allow_other));
 	json_object_set_new(info, "x-num-threads", json_integer(fe->nchannels));
+	json_object_set_new(info, "x-iothreads", fuse_export_loop_names(fe));
 	json_object_set_new(info, "x-data-path", json_string(fuse_data_path_name(fe->data_path)));
 	json_object_set_new(info, "x-data-path-reason",
 			    json_string(fe->data_path_reason ? fe->data_path_reason : ""));

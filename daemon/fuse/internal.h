@@ -92,6 +92,9 @@ struct fuse_export {
 	bool writethrough;
 	int nchannels;
 	struct fexp_channel *channels;
+	/* The iothread objects the export named (object_use'd), or none. */
+	char **iothread_ids;
+	int n_iothread_ids;
 	atomic_bool stopping;
 	/*
 	 * Under lock: created once create() succeeded; halted once a channel
