@@ -173,6 +173,19 @@ static int fexp_op_open(struct fuse_export *fe, const struct fexp_request *req,
 	 */
 	if (wants_write && !fe->common.writable)
 		return EROFS;
+	/*
+	 * With FUSE_ATOMIC_O_TRUNC, O_TRUNC comes here instead of as a
+	 * SETATTR to size 0.  As in qsd 11 (iotest fuse-truncate): it
+	 * empties a growable export, and leaves a fixed-size one alone,
+	 * whose size is not the opener's to change (`cp x export` must not
+	 * wipe the disk's length; ftruncate() still can).
+	 */
+	if (wants_write && (in.flags & O_TRUNC) && fe->common.growable) {
+		int ret = fuse_export_resize(fe, 0, false);
+
+		if (ret < 0)
+			return -ret;
+	}
 
 	pthread_mutex_lock(&fe->lock);
 	if (fe->data_path == FUSE_PATH_PASSTHROUGH && fe->backing_id > 0) {

@@ -219,8 +219,14 @@ int fuse_proto_init(const struct fexp_request *req, const struct fuse_init_param
 		       sizeof(flags2));
 	offered = in4[3] | ((uint64_t)flags2 << 32);
 
+	/*
+	 * ATOMIC_O_TRUNC: O_TRUNC reaches OPEN, where a fixed-size export
+	 * ignores it.  DIRECT_IO_ALLOW_MMAP: a handle served with
+	 * FOPEN_DIRECT_IO may still be mapped shared and writable (qsd 11).
+	 */
 	want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_ASYNC_DIO | FUSE_MAX_PAGES |
-	       FUSE_AUTO_INVAL_DATA | FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT;
+	       FUSE_AUTO_INVAL_DATA | FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT |
+	       FUSE_ATOMIC_O_TRUNC | FUSE_DIRECT_IO_ALLOW_MMAP;
 	if (p->want_passthrough)
 		want |= FUSE_PASSTHROUGH;
 	if (p->want_uring)

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,17 @@ static struct iothread *iothread_start(const char *name, bool named, struct erro
 
 	it->name = xstrdup(name);
 	it->named = named;
+	/*
+	 * Other threads add, finalize and activate events on this base: it
+	 * needs libevent's locking, which a base only gets if it was turned
+	 * on before the base was made (main_loop_init() does; a unit test
+	 * may not have called it).  Setting the same callbacks again is a
+	 * no-op.
+	 */
+	if (evthread_use_pthreads() < 0) {
+		error_setg(errp, "libevent has no pthreads support");
+		goto fail;
+	}
 	it->base = event_base_new();
 	if (!it->base) {
 		error_setg(errp, "Cannot create the event loop of iothread '%s'", name);
