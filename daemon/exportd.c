@@ -26,6 +26,7 @@
 #include "monitor/dispatch.h"
 #include "rpc/error.h"
 #include "export/export.h"
+#include "iothread/iothread.h"
 #include "log.h"
 #include "main-loop.h"
 #include "monitor/monitor.h"
@@ -646,6 +647,9 @@ int main(int argc, char **argv)
 	if (o.daemonize)
 		daemonize_start();
 	main_loop_init();
+	/* The data plane's loops, before any export can need them. */
+	if (iothread_pool_init(0, &err) < 0)
+		fatalx("%s", err->msg);
 	schema_builtin();
 	if (qmp_dispatch_init(&err) < 0)
 		fatalx("internal error: %s", err->msg);
@@ -696,6 +700,8 @@ int main(int argc, char **argv)
 		free(o.items[i].arg);
 	free(o.items);
 	json_decref(o.chardevs);
+	/* Every export is gone: no channel is left on a loop. */
+	iothread_stop_all();
 	main_loop_cleanup();
 	log_info("exportd stopped");
 	return exit_status;

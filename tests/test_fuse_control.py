@@ -238,17 +238,6 @@ def test_many_exports_one_node(qmp, node, img, tmp_path):
         export_cleanup(qmp, *mps)
 
 
-def test_iothread_accepted_and_ignored(qmp, node, mp, daemon):
-    """qsd command lines name iothreads; exportd serves each export on its
-    own request threads, so it accepts them, says so, and ignores them."""
-    try:
-        add_export(qmp, "e", node, mp, iothread="iothread0", fixed_iothread=True)
-        assert mounted(mp)
-        assert "iothread 'iothread0' ignored" in daemon.log()
-    finally:
-        export_cleanup(qmp, mp)
-
-
 def test_writethrough(qmp, node, img, mp):
     data = os.urandom(8192)
     try:

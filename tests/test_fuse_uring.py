@@ -303,3 +303,21 @@ def test_external_umount_deletes_export(qmp, exp, mp):
     subprocess.run(["umount", str(mp)], check=True, timeout=10)
     wait_deleted(qmp, "e")
     assert qmp.cmd("query-block-exports") == []
+
+
+def test_rings_run_on_the_loops(daemon, qmp, uring, img, tmp_path):
+    """A ring signals an eventfd on one of the I/O loops: io_uring exports
+    start no thread (before: one per queue and export), and still serve."""
+    add_file_node(qmp, "f", img)
+    before = len(os.listdir(f"/proc/{daemon.proc.pid}/task"))
+    mps = [tmp_path / f"u{i}.fuse" for i in range(3)]
+    try:
+        for i, mp in enumerate(mps):
+            mp.touch()
+            add_export(qmp, f"u{i}", "f", mp, io_uring=True)
+            assert export_info(qmp, f"u{i}")["x-data-path"] == "io_uring"
+        assert len(os.listdir(f"/proc/{daemon.proc.pid}/task")) == before
+        for mp in mps:
+            assert_identical(mp, img)
+    finally:
+        export_cleanup(qmp, *mps)

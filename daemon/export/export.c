@@ -105,6 +105,15 @@ int export_add(json_t *options, struct error **errp)
 		error_setg(errp, "block-export-add needs 'type', 'id' and 'node-name'");
 		return -1;
 	}
+	/*
+	 * QEMU 11 checks this first: a multi-threaded export has no single
+	 * context to pin the node to.
+	 */
+	if (json_is_true(json_object_get(options, "fixed-iothread")) &&
+	    json_is_array(json_object_get(options, "iothread"))) {
+		error_setg(errp, "Cannot use fixed-iothread for a multi-threaded export");
+		return -1;
+	}
 	drv = export_driver_find(type);
 	if (!drv) {
 		error_setg(errp, "Unknown export type '%s'", type);

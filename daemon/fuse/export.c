@@ -9,28 +9,29 @@
  *   libfuse's loop, as QEMU 10 does, because 3.14 can neither negotiate
  *   FUSE passthrough (7.40) nor let us answer from several threads without
  *   its own locking and copies.  fuse/proto.c owns the wire format,
- *   fuse/ops.c answers the requests; this file sets exports up, runs
- *   their request threads and tears them down.
- * - Each export has N request threads (num-threads, default = CPUs, at most
- *   8), each on its own /dev/fuse fd cloned with FUSE_DEV_IOC_CLONE (the
- *   kernel matches a reply to the fd its request was read from, so a
- *   thread answers on its own fd).  A thread reads a request, calls the
- *   block layer directly and replies with writev(): no queue, no hand-off,
- *   no global lock on the hot path.  The main loop never touches I/O.
- * - Buffers: each thread reads into a page-aligned buffer at an offset
- *   chosen so that WRITE data starts page-aligned; pwrite() uses it in
- *   place, READ data is pread() into the same aligned area.  max_write and
- *   max_read are 1 MiB (FUSE_MAX_PAGES, the kernel's default page limit).
- * - Stopping: fds are non-blocking; a thread that finds nothing to read
- *   poll()s its fd together with the export's eventfd, which teardown
- *   makes readable once, for good.  So a thread is never stuck in read(),
- *   whatever the kernel does; ENODEV/POLLERR (unmounted from outside,
- *   connection aborted) also ends the thread and, if nobody asked for it,
- *   the export.
+ *   fuse/ops.c answers the requests, fuse/channel.c carries them over
+ *   /dev/fuse; this file sets exports up and tears them down.
+ * - Each export has N /dev/fuse channels (num-threads, default = one per
+ *   loop of the default pool, at most 8), each a fd cloned with
+ *   FUSE_DEV_IOC_CLONE and registered as a persistent read event on one
+ *   I/O loop (iothread/): fuse/channel.c reads a request, calls the block
+ *   layer directly and replies with writev() on the same fd (the kernel
+ *   matches a reply to the fd its request was read from).  No queue, no
+ *   hand-off, no global lock on the hot path, and no thread of the
+ *   export's own: loops are shared by all exports.  The main loop never
+ *   touches I/O.
+ * - Buffers: the loop's request buffer (one per loop, not per export) is
+ *   read into at an offset chosen so that WRITE data starts page-aligned;
+ *   pwrite() uses it in place, READ data is pread() into the same aligned
+ *   area.  max_write and max_read are 1 MiB (FUSE_MAX_PAGES, the
+ *   kernel's default page limit).
  * - Teardown (main thread): request_shutdown unmounts (lazily: clients
- *   with the file open then get errors, never a hang) and wakes the
- *   threads; each thread drops its export reference as it leaves; delete
- *   joins them and closes the fds, which aborts the connection.
+ *   with the file open then get errors, never a hang) and frees each
+ *   channel's event with a finalizer, which drops the channel's export
+ *   reference on its loop once no callback of it runs; delete closes the
+ *   fds, which aborts the connection.  ENODEV (unmounted from outside,
+ *   connection aborted) makes a channel remove its own event and, if
+ *   nobody asked for it, stop the export.
  * - Safe removal counts OPEN/RELEASE.  RELEASE is sent asynchronously
  *   after close() returns, so in_use() waits a short grace period for the
  *   count to drop before it answers "in use".
@@ -55,13 +56,14 @@
  *   as backing files: block devices stay here.
  * - FUSE over io_uring ('io-uring': true, Linux 6.14+ with the fuse
  *   module's enable_uring): INIT negotiates FUSE_OVER_IO_URING, then
- *   create() starts fuse/uring.c's ring threads and fails the
- *   export if the kernel refuses them.  The request threads stay: INIT,
- *   FORGET and INTERRUPT keep coming through /dev/fuse.  It is the
+ *   create() sets up fuse/uring.c's rings, each an eventfd on one of the
+ *   export's loops, and fails the export if the kernel refuses them.  The
+ *   channels stay: INIT, FORGET and INTERRUPT keep coming through
+ *   /dev/fuse.  It is the
  *   userspace path, so passthrough is not planned for such an export
  *   ('on' is refused, 'auto' means off).  Teardown is the same: the
- *   stop eventfd also wakes the ring threads, which close their rings;
- *   delete joins them before it closes the /dev/fuse fds.
+ *   rings' events are freed with finalizers that close the rings on their
+ *   loops; delete closes the channels' fds after that.
  */
 #include "config.h"
 
@@ -76,7 +78,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -88,7 +89,9 @@
 #include "fuse/mountpoint.h"
 #include "fuse/proto.h"
 #include "fuse/stale-mount.h"
+#include "iothread/iothread.h"
 #include "log.h"
+#include "object/object.h"
 #include "main-loop.h"
 #include "util.h"
 
@@ -172,7 +175,7 @@ static const char *fuse_data_path_name(enum fuse_data_path path)
 	}
 }
 
-/* ---- the request threads ---------------------------------------------- */
+/* ---- stopping on a fatal condition ------------------------------------ */
 
 /* Stop serving on a fatal condition: ask the main thread to shut us down. */
 static void fuse_export_halt_cb(void *opaque)
@@ -183,13 +186,13 @@ static void fuse_export_halt_cb(void *opaque)
 	export_unref(&fe->common);
 }
 
-static void fuse_export_wake_threads(struct fuse_export *fe)
+/*
+ * From now on channels and rings serve nothing more (each removes its own
+ * event when it wakes up).
+ */
+static void fuse_export_set_stopping(struct fuse_export *fe)
 {
-	uint64_t one = 1;
-
 	atomic_store(&fe->stopping, true);
-	if (write(fe->stop_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("export '%s': cannot wake request threads", fe->common.id);
 }
 
 void fuse_export_halt(struct fuse_export *fe, const char *why)
@@ -215,73 +218,9 @@ void fuse_export_halt(struct fuse_export *fe, const char *why)
 	pthread_mutex_unlock(&fe->lock);
 	if (!atomic_load(&fe->stopping))
 		log_warnx("export '%s': %s: stopping the export", fe->common.id, why);
-	fuse_export_wake_threads(fe);
+	fuse_export_set_stopping(fe);
 	if (defer)
 		main_loop_defer(fuse_export_halt_cb, fe);
-}
-
-/* Wait for a request or for teardown; false when the thread must leave. */
-static bool fuse_thread_wait(struct fuse_thread *t)
-{
-	struct fuse_export *fe = t->fe;
-	struct pollfd pfd[2] = {
-		{ .fd = t->fd, .events = POLLIN },
-		{ .fd = fe->stop_fd, .events = POLLIN },
-	};
-
-	for (;;) {
-		int n = poll(pfd, 2, -1);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			log_warn("export '%s': poll", fe->common.id);
-			return false;
-		}
-		if (pfd[1].revents)
-			return false;
-		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-			fuse_export_halt(fe, "the FUSE connection ended (unmounted?)");
-			return false;
-		}
-		return true;
-	}
-}
-
-static void *fuse_thread_run(void *opaque)
-{
-	struct fuse_thread *t = opaque;
-	struct fuse_export *fe = t->fe;
-	/* Read so that WRITE data lands page-aligned at buf + PAGE. */
-	char *in = t->buf + FUSE_EXPORT_PAGE - FUSE_PROTO_WRITE_HEADER;
-	size_t insize = FUSE_PROTO_WRITE_HEADER + FUSE_EXPORT_MAX_IO;
-
-	while (!atomic_load_explicit(&fe->stopping, memory_order_relaxed)) {
-		ssize_t n = read(t->fd, in, insize);
-
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOENT)
-				continue;
-			if (errno == EAGAIN) {
-				if (!fuse_thread_wait(t))
-					break;
-				continue;
-			}
-			if (errno == ENODEV || errno == ECONNABORTED) {
-				fuse_export_halt(fe, "the FUSE connection ended (unmounted?)");
-				break;
-			}
-			log_warn("export '%s': reading /dev/fuse", fe->common.id);
-			fuse_export_halt(fe, "cannot read requests");
-			break;
-		}
-		if (fuse_export_handle(t, in, (size_t)n) < 0) {
-			fuse_export_halt(fe, "protocol error");
-			break;
-		}
-	}
-	export_unref(&fe->common);
-	return NULL;
 }
 
 /* ---- set-up and teardown (main thread) -------------------------------- */
@@ -345,23 +284,6 @@ static int fuse_export_mount(struct fuse_export *fe, bool allow_other, struct er
 	libfuse_captured = NULL;
 	free(target);
 	return rc;
-}
-
-static int fuse_clone_fd(int fd, struct error **errp)
-{
-	uint32_t src = (uint32_t)fd;
-	int nfd = open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-
-	if (nfd < 0) {
-		error_setg_errno(errp, errno, "Failed to open /dev/fuse");
-		return -1;
-	}
-	if (ioctl(nfd, FUSE_DEV_IOC_CLONE, &src) < 0) {
-		error_setg_errno(errp, errno, "Failed to clone the FUSE fd");
-		close(nfd);
-		return -1;
-	}
-	return nfd;
 }
 
 /* Decide whether the kernel may serve this export's I/O itself. */
@@ -462,16 +384,10 @@ static void fuse_export_unmount(struct fuse_export *fe)
 	}
 }
 
-/* Free everything; threads must not run any more. */
+/* Free everything; no callback of the export runs any more. */
 static void fuse_export_free_resources(struct fuse_export *fe)
 {
-	for (int i = 0; i < fe->num_threads && fe->threads; i++) {
-		struct fuse_thread *t = &fe->threads[i];
-
-		if (t->started)
-			pthread_join(t->tid, NULL);
-	}
-	/* Before the request threads' fds: those keep the connection. */
+	/* Before the channels' fds: those keep the connection. */
 	fuse_ring_free(fe);
 	if (fe->backing_id > 0 && fe->backing_dev_fd >= 0) {
 		uint32_t id = (uint32_t)fe->backing_id;
@@ -481,16 +397,18 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 				  fe->common.id, strerror(errno));
 		fe->backing_id = 0;
 	}
-	for (int i = 0; i < fe->num_threads && fe->threads; i++) {
-		struct fuse_thread *t = &fe->threads[i];
-
-		/* The last fd of the connection going away aborts it. */
-		if (t->fd >= 0)
-			close(t->fd);
-		free(t->buf);
+	for (int i = 0; i < fe->nchannels && fe->channels; i++)
+		fexp_channel_close(&fe->channels[i]);
+	free(fe->channels);
+	fe->channels = NULL;
+	/* No channel is on their loops any more: they may be deleted. */
+	for (int i = 0; i < fe->n_iothread_ids; i++) {
+		object_unuse(fe->iothread_ids[i]);
+		free(fe->iothread_ids[i]);
 	}
-	free(fe->threads);
-	fe->threads = NULL;
+	free(fe->iothread_ids);
+	fe->iothread_ids = NULL;
+	fe->n_iothread_ids = 0;
 	/* With the connection gone, a stat still waiting has its answer. */
 	if (fe->revoke_started) {
 		pthread_join(fe->revoke_tid, NULL);
@@ -510,9 +428,6 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	if (fe->mountpoint_dir_fd >= 0)
 		close(fe->mountpoint_dir_fd);
 	fe->mountpoint_dir_fd = -1;
-	if (fe->stop_fd >= 0)
-		close(fe->stop_fd);
-	fe->stop_fd = -1;
 	pthread_mutex_destroy(&fe->lock);
 	pthread_mutex_destroy(&fe->resize_lock);
 	pthread_cond_destroy(&fe->cond);
@@ -524,56 +439,131 @@ static void fuse_export_free_resources(struct fuse_export *fe)
 	fe->common.stats = NULL;
 }
 
-static int fuse_export_default_threads(void)
+/*
+ * Channels on the default pool: one per loop, at most
+ * FUSE_EXPORT_DEFAULT_CHANNELS_CAP (more fds than that buy nothing: the
+ * kernel's queue is one per connection).
+ */
+static int fuse_export_default_channels(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	if (n < 1)
-		n = 1;
-	return (int)MIN(n, FUSE_EXPORT_DEFAULT_THREADS_CAP);
+	return MIN(iothread_pool_size(), FUSE_EXPORT_DEFAULT_CHANNELS_CAP);
 }
 
-static int fuse_export_start_threads(struct fuse_export *fe, struct error **errp)
+/*
+ * Which loops serve the export, one entry per channel: those of the
+ * iothread objects named by 'iothread' (one id: every channel on its loop;
+ * a list: one channel per listed loop, as QEMU 11 has one /dev/fuse fd per
+ * listed iothread), else the default pool's.  Marks the objects in use.
+ */
+static int fuse_export_place_channels(struct fuse_export *fe, json_t *iothread,
+				      json_t *num_channels, struct iothread **loops,
+				      struct error **errp)
+{
+	static int next_pool_loop;
+	json_t *ids, *single = NULL;
+	size_t i, n;
+
+	if (num_channels) {
+		json_int_t v = json_integer_value(num_channels);
+
+		if (v < 1 || v > FUSE_EXPORT_MAX_CHANNELS) {
+			error_setg(errp, "'num-threads' must be between 1 and %d, not %lld",
+				   FUSE_EXPORT_MAX_CHANNELS, (long long)v);
+			return -1;
+		}
+	}
+	if (!iothread) {
+		fe->nchannels = num_channels ? (int)json_integer_value(num_channels) :
+			fuse_export_default_channels();
+		for (int c = 0; c < fe->nchannels; c++)
+			loops[c] = iothread_pool_get(next_pool_loop + c);
+		next_pool_loop = (next_pool_loop + 1) % MAX(iothread_pool_size(), 1);
+		return 0;
+	}
+	if (json_is_string(iothread)) {
+		single = json_array();
+		json_array_append(single, iothread);
+		ids = single;
+	} else {
+		ids = iothread;
+	}
+	n = json_array_size(ids);
+	if (n == 0) {
+		error_setg(errp, "The set of I/O threads must not be empty");
+		return -1;
+	}
+	if (n > FUSE_EXPORT_MAX_CHANNELS) {
+		error_setg(errp, "An export can be served by at most %d iothreads, not %zu",
+			   FUSE_EXPORT_MAX_CHANNELS, n);
+		json_decref(single);
+		return -1;
+	}
+	if (num_channels && !single) {
+		error_setg(errp, "'num-threads' and an 'iothread' list do not combine: the "
+			   "export gets one /dev/fuse fd per listed iothread");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+		struct iothread *it = object_find(id, &object_type_iothread, NULL);
+
+		if (!it) {
+			error_setg(errp, "iothread \"%s\" not found", id);
+			json_decref(single);
+			return -1;
+		}
+		loops[i] = it;
+	}
+	fe->nchannels = (int)n;
+	/* One id: more fds on one loop only if asked for (num-threads). */
+	if (single && num_channels) {
+		fe->nchannels = (int)json_integer_value(num_channels);
+		for (int c = 1; c < fe->nchannels; c++)
+			loops[c] = loops[0];
+	}
+	fe->iothread_ids = xcalloc(n, sizeof(*fe->iothread_ids));
+	for (i = 0; i < n; i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+
+		object_use(id);
+		fe->iothread_ids[fe->n_iothread_ids++] = xstrdup(id);
+	}
+	json_decref(single);
+	return 0;
+}
+
+/*
+ * Open one channel per loop of loops[] (n of them) and start listening.
+ * Each export starts one pool loop further than the last, so that
+ * exports with fewer channels than the pool has loops spread over it.
+ */
+static int fuse_export_start_channels(struct fuse_export *fe, struct iothread **loops,
+				      struct error **errp)
 {
 	int session_fd = fuse_session_fd(fe->se);
 	void *p;
 
-	/* Aligned: each thread writes its own entry for every request. */
-	if (posix_memalign(&p, 64, (size_t)fe->num_threads * sizeof(*fe->threads)))
+	/* Aligned: each loop writes its own entry for every request. */
+	if (posix_memalign(&p, 64, (size_t)fe->nchannels * sizeof(*fe->channels)))
 		fatalx("out of memory");
-	memset(p, 0, (size_t)fe->num_threads * sizeof(*fe->threads));
-	fe->threads = p;
-	for (int i = 0; i < fe->num_threads; i++) {
-		struct fuse_thread *t = &fe->threads[i];
-
-		t->fe = fe;
-		/*
-		 * Every thread gets a clone, even the first: libfuse closes
-		 * the session fd when it unmounts, while threads may still
-		 * be finishing a request.
-		 */
-		t->fd = fuse_clone_fd(session_fd, errp);
-		if (t->fd < 0)
+	memset(p, 0, (size_t)fe->nchannels * sizeof(*fe->channels));
+	fe->channels = p;
+	for (int i = 0; i < fe->nchannels; i++)
+		fe->channels[i].fd = -1;
+	for (int i = 0; i < fe->nchannels; i++)
+		if (fexp_channel_open(&fe->channels[i], fe, i, loops[i], session_fd, errp) < 0)
 			return -1;
-		if (posix_memalign((void **)&t->buf, FUSE_EXPORT_PAGE, FUSE_EXPORT_BUF_SIZE)) {
-			error_setg(errp, "Cannot allocate FUSE request buffers");
+	for (int i = 0; i < fe->nchannels; i++)
+		if (fexp_channel_start(&fe->channels[i], errp) < 0)
 			return -1;
-		}
-	}
-	for (int i = 0; i < fe->num_threads; i++) {
-		struct fuse_thread *t = &fe->threads[i];
-		int err;
-
-		export_ref(&fe->common);
-		err = thread_create_without_signals(&t->tid, fuse_thread_run, t);
-		if (err) {
-			export_unref(&fe->common);
-			error_setg_errno(errp, err, "Cannot start FUSE request threads");
-			return -1;
-		}
-		t->started = true;
-	}
 	return 0;
+}
+
+/* Stop every channel listening, without waiting for the loops. */
+static void fuse_export_stop_channels(struct fuse_export *fe)
+{
+	for (int i = 0; i < fe->nchannels && fe->channels; i++)
+		fexp_channel_stop(&fe->channels[i]);
 }
 
 /*
@@ -680,7 +670,8 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	const char *mountpoint = json_string_value(json_object_get(options, "mountpoint"));
 	const char *allow_other = json_string_value(json_object_get(options, "allow-other"));
 	const char *passthrough = json_string_value(json_object_get(options, "passthrough"));
-	json_t *num_threads = json_object_get(options, "num-threads");
+	json_t *num_channels = json_object_get(options, "num-threads");
+	struct iothread *loops[FUSE_EXPORT_MAX_CHANNELS];
 	json_t *iothread = json_object_get(options, "iothread");
 	struct stat st;
 	bool ours = false;
@@ -689,7 +680,6 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 		fuse_set_log_func(fuse_export_libfuse_log);
 		log_hooked = true;
 	}
-	fe->stop_fd = -1;
 	fe->pt_fd = -1;
 	fe->backing_dev_fd = -1;
 	fe->mountpoint_fd = -1;
@@ -718,25 +708,11 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 			goto fail;
 		}
 	}
-	if (num_threads) {
-		json_int_t n = json_integer_value(num_threads);
-
-		if (n < 1 || n > FUSE_EXPORT_MAX_THREADS) {
-			error_setg(errp, "'num-threads' must be between 1 and %d, not %lld",
-				   FUSE_EXPORT_MAX_THREADS, (long long)n);
-			goto fail;
-		}
-		fe->num_threads = (int)n;
-	} else {
-		fe->num_threads = fuse_export_default_threads();
-	}
-	/* A stats slot per request thread, then one per io_uring queue. */
-	exp->stats = export_stats_new(fe->num_threads +
+	if (fuse_export_place_channels(fe, iothread, num_channels, loops, errp) < 0)
+		goto fail;
+	/* A stats slot per channel, then one per io_uring queue. */
+	exp->stats = export_stats_new(fe->nchannels +
 				      (fe->uring_wanted ? fuse_ring_nqueues() : 0));
-	if (iothread)
-		log_info("export '%s': iothread '%s' ignored: exportd serves each FUSE export "
-			 "on its own request threads (num-threads)", exp->id,
-			 json_string_value(iothread));
 	fe->writethrough = json_is_true(json_object_get(options, "writethrough"));
 
 	/* A dead exportd's mount there goes; anything else mounted there is refused. */
@@ -786,12 +762,7 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	LIST_INSERT_HEAD(&fuse_mounts, fe, link);
 	fe->mounted = true;
 
-	fe->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (fe->stop_fd < 0) {
-		error_setg_errno(errp, errno, "Cannot create an eventfd");
-		goto fail_unmount;
-	}
-	if (fuse_export_start_threads(fe, errp) < 0)
+	if (fuse_export_start_channels(fe, loops, errp) < 0)
 		goto fail_unmount;
 	/* The rings can only be registered after INIT: wait longer then. */
 	fuse_export_wait_init(fe, fe->uring_wanted ? FUSE_EXPORT_URING_INIT_WAIT_MS :
@@ -807,19 +778,24 @@ static int fuse_export_create(struct export *exp, json_t *options, struct error 
 	}
 	fe->created = true;
 	pthread_mutex_unlock(&fe->lock);
-	log_info("export '%s' mounted on '%s' (%d threads, allow_other %s, %s: %s)",
-		 exp->id, fe->mountpoint, fe->num_threads, fe->allow_other ? "on" : "off",
+	log_info("export '%s' mounted on '%s' (%d channels, allow_other %s, %s: %s)",
+		 exp->id, fe->mountpoint, fe->nchannels, fe->allow_other ? "on" : "off",
 		 fuse_data_path_name(fe->data_path), fe->data_path_reason);
 	return 0;
 
 fail_unmount:
-	/* Not created: threads that give up now only stop. */
-	atomic_store(&fe->stopping, true);
+	/* Not created: channels that give up now only stop. */
+	fuse_export_set_stopping(fe);
 	fuse_export_unmount(fe);
-	if (fe->stop_fd >= 0)
-		fuse_export_wake_threads(fe);
 fail:
-	/* Threads that did start hold references; export_add holds one more. */
+	/*
+	 * The export is freed as soon as we return: wait for a callback
+	 * that may still run (only a request that came before INIT's
+	 * outcome), and drop the references the channels took.
+	 */
+	fuse_ring_abort(fe);
+	for (int i = 0; i < fe->nchannels && fe->channels; i++)
+		fexp_channel_abort(&fe->channels[i]);
 	fuse_export_free_resources(fe);
 	return -1;
 }
@@ -905,10 +881,11 @@ static void fuse_export_request_shutdown(struct export *exp)
 	struct fuse_export *fe = fuse_export_of(exp);
 
 	fuse_export_revoke_passthrough(fe);
-	/* First, so that threads take the unmount's ENODEV as expected. */
-	atomic_store(&fe->stopping, true);
+	/* First, so that channels take the unmount's ENODEV as expected. */
+	fuse_export_set_stopping(fe);
 	fuse_export_unmount(fe);
-	fuse_export_wake_threads(fe);
+	fuse_ring_stop(fe);
+	fuse_export_stop_channels(fe);
 }
 
 static void fuse_export_delete(struct export *exp)
@@ -929,6 +906,25 @@ static bool fuse_export_in_use(struct export *exp)
 	return busy;
 }
 
+/* The loops that serve the export, each once, in channel order. */
+static json_t *fuse_export_loop_names(struct fuse_export *fe)
+{
+	json_t *names = json_array();
+
+	for (int i = 0; i < fe->nchannels && fe->channels; i++) {
+		const char *name = iothread_name(fe->channels[i].loop);
+		bool seen = false;
+		size_t j;
+		json_t *v;
+
+		json_array_foreach(names, j, v)
+			seen = seen || !strcmp(json_string_value(v), name);
+		if (!seen)
+			json_array_append_new(names, json_string(name));
+	}
+	return names;
+}
+
 static void fuse_export_query(struct export *exp, json_t *info)
 {
 	struct fuse_export *fe = fuse_export_of(exp);
@@ -938,7 +934,8 @@ static void fuse_export_query(struct export *exp, json_t *info)
 	json_object_set_new(info, "x-writable", json_boolean(exp->writable));
 	json_object_set_new(info, "x-growable", json_boolean(exp->growable));
 	json_object_set_new(info, "x-allow-other", json_boolean(fe->allow_other));
-	json_object_set_new(info, "x-num-threads", json_integer(fe->num_threads));
+	json_object_set_new(info, "x-num-threads", json_integer(fe->nchannels));
+	json_object_set_new(info, "x-iothreads", fuse_export_loop_names(fe));
 	json_object_set_new(info, "x-data-path", json_string(fuse_data_path_name(fe->data_path)));
 	json_object_set_new(info, "x-data-path-reason",
 			    json_string(fe->data_path_reason ? fe->data_path_reason : ""));

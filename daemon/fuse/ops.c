@@ -1,16 +1,16 @@
 /*
- * fuse/ops.c: the FUSE requests of an export, answered on the request
- * thread that read them, with the semantics of qemu-storage-daemon 7.2's
+ * fuse/ops.c: the FUSE requests of an export, answered on the I/O loop
+ * that read them, with the semantics of qemu-storage-daemon 7.2's
  * block/export/fuse.c (and without its known bugs: punch hole reads back
  * zeroes, concurrent writes land where they were written).
  *
  * Every handler calls the block layer directly and leaves its reply in a
- * struct fuse_reply, which the path that took the request sends: its
- * request thread's own /dev/fuse fd (fuse_export_handle, here), or the
- * io_uring entry it came in (fuse/uring.c).  READ data is read
- * straight into the buffer it is sent from either way; no handler takes
- * a lock on the read/write path.  Statistics are counted per thread or
- * ring queue and summed by queries.
+ * struct fexp_reply, which the path that took the request sends: the
+ * /dev/fuse fd it was read from (fuse/channel.c), or the io_uring entry
+ * it came in (fuse/uring.c).  READ data is read straight into the buffer
+ * it is sent from either way; no handler takes a lock on the read/write
+ * path.  Statistics are counted per channel or ring queue (fuse/channel.c)
+ * and summed by queries.
  */
 #include "config.h"
 
@@ -34,14 +34,14 @@
  * The handlers: each returns 0 with its reply body (if any) set in rep, or
  * the positive errno to answer with.
  */
-static void fuse_reply_body(struct fuse_reply *rep, const void *body, size_t len)
+static void fexp_reply_body(struct fexp_reply *rep, const void *body, size_t len)
 {
 	rep->err = 0;
 	rep->body = body;
 	rep->len = len;
 }
 
-static int fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *rep)
+static int fuse_export_reply_attr(struct fuse_export *fe, struct fexp_reply *rep)
 {
 	struct block_node *bs = fe->common.node;
 	struct fuse_attr_out *out = &rep->u.attr;
@@ -78,7 +78,7 @@ static int fuse_export_reply_attr(struct fuse_export *fe, struct fuse_reply *rep
 	out->attr.atime = out->attr.mtime = out->attr.ctime = now;
 	if (fe->proto_minor < 9)
 		outlen = FUSE_COMPAT_ATTR_OUT_SIZE;
-	fuse_reply_body(rep, out, outlen);
+	fexp_reply_body(rep, out, outlen);
 	return 0;
 }
 
@@ -109,8 +109,8 @@ static int fuse_export_resize(struct fuse_export *fe, uint64_t size, bool grow_o
 	return ret;
 }
 
-static int fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *req,
-			    struct fuse_reply *rep)
+static int fexp_op_setattr(struct fuse_export *fe, const struct fexp_request *req,
+			    struct fexp_reply *rep)
 {
 	struct fuse_setattr_in in;
 	uint32_t to_set, supported;
@@ -155,8 +155,8 @@ static int fuse_op_setattr(struct fuse_export *fe, const struct fuse_request *re
 	return fuse_export_reply_attr(fe, rep);
 }
 
-static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
-			 struct fuse_reply *rep)
+static int fexp_op_open(struct fuse_export *fe, const struct fexp_request *req,
+			 struct fexp_reply *rep)
 {
 	struct exportd_fuse_open_out *out = &rep->u.open;
 	struct fuse_open_in in;
@@ -173,6 +173,19 @@ static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 	 */
 	if (wants_write && !fe->common.writable)
 		return EROFS;
+	/*
+	 * With FUSE_ATOMIC_O_TRUNC, O_TRUNC comes here instead of as a
+	 * SETATTR to size 0.  As in qsd 11 (iotest fuse-truncate): it
+	 * empties a growable export, and leaves a fixed-size one alone,
+	 * whose size is not the opener's to change (`cp x export` must not
+	 * wipe the disk's length; ftruncate() still can).
+	 */
+	if (wants_write && (in.flags & O_TRUNC) && fe->common.growable) {
+		int ret = fuse_export_resize(fe, 0, false);
+
+		if (ret < 0)
+			return -ret;
+	}
 
 	pthread_mutex_lock(&fe->lock);
 	if (fe->data_path == FUSE_PATH_PASSTHROUGH && fe->backing_id > 0) {
@@ -197,12 +210,12 @@ static int fuse_op_open(struct fuse_export *fe, const struct fuse_request *req,
 	}
 	fe->open_handles++;
 	pthread_mutex_unlock(&fe->lock);
-	fuse_reply_body(rep, out, sizeof(*out));
+	fexp_reply_body(rep, out, sizeof(*out));
 	return 0;
 }
 
-static int fuse_op_release(struct fuse_export *fe, const struct fuse_request *req,
-			    struct fuse_reply *rep)
+static int fexp_op_release(struct fuse_export *fe, const struct fexp_request *req,
+			    struct fexp_reply *rep)
 {
 
 	pthread_mutex_lock(&fe->lock);
@@ -215,8 +228,8 @@ static int fuse_op_release(struct fuse_export *fe, const struct fuse_request *re
 	return 0;
 }
 
-static int fuse_op_read(struct fuse_export *fe, const struct fuse_request *req,
-			 struct fuse_reply *rep)
+static int fexp_op_read(struct fuse_export *fe, const struct fexp_request *req,
+			 struct fexp_reply *rep)
 {
 	struct fuse_read_in in;
 	char *data = rep->data;
@@ -241,12 +254,12 @@ static int fuse_op_read(struct fuse_export *fe, const struct fuse_request *req,
 			return -ret;
 	}
 	rep->bytes = size;
-	fuse_reply_body(rep, data, size);
+	fexp_reply_body(rep, data, size);
 	return 0;
 }
 
-static int fuse_op_write(struct fuse_export *fe, const struct fuse_request *req,
-			  struct fuse_reply *rep)
+static int fexp_op_write(struct fuse_export *fe, const struct fexp_request *req,
+			  struct fexp_reply *rep)
 {
 	struct block_node *bs = fe->common.node;
 	struct fuse_write_out *out = &rep->u.write;
@@ -287,7 +300,7 @@ static int fuse_op_write(struct fuse_export *fe, const struct fuse_request *req,
 	rep->bytes = size;
 	memset(out, 0, sizeof(*out));
 	out->size = (uint32_t)size;
-	fuse_reply_body(rep, out, sizeof(*out));
+	fexp_reply_body(rep, out, sizeof(*out));
 	return 0;
 }
 
@@ -348,8 +361,8 @@ static int fuse_export_fallocate(struct fuse_export *fe, uint64_t offset, uint64
 	return -EOPNOTSUPP;
 }
 
-static int fuse_op_fallocate(struct fuse_export *fe, const struct fuse_request *req,
-			      struct fuse_reply *rep)
+static int fexp_op_fallocate(struct fuse_export *fe, const struct fexp_request *req,
+			      struct fexp_reply *rep)
 {
 	struct fuse_fallocate_in in;
 	int ret;
@@ -397,8 +410,8 @@ static int64_t fuse_export_lseek(struct fuse_export *fe, uint64_t offset, uint32
 	}
 }
 
-static int fuse_op_lseek(struct fuse_export *fe, const struct fuse_request *req,
-			  struct fuse_reply *rep)
+static int fexp_op_lseek(struct fuse_export *fe, const struct fexp_request *req,
+			  struct fexp_reply *rep)
 {
 	struct fuse_lseek_out *out = &rep->u.lseek;
 	struct fuse_lseek_in in;
@@ -410,12 +423,12 @@ static int fuse_op_lseek(struct fuse_export *fe, const struct fuse_request *req,
 		return (int)-ret;
 	memset(out, 0, sizeof(*out));
 	out->offset = (uint64_t)ret;
-	fuse_reply_body(rep, out, sizeof(*out));
+	fexp_reply_body(rep, out, sizeof(*out));
 	return 0;
 }
 
-static int fuse_op_statfs(struct fuse_export *fe, const struct fuse_request *req,
-			   struct fuse_reply *rep)
+static int fexp_op_statfs(struct fuse_export *fe, const struct fexp_request *req,
+			   struct fexp_reply *rep)
 {
 	struct fuse_statfs_out *out = &rep->u.statfs;
 	size_t outlen = sizeof(*out);
@@ -427,20 +440,19 @@ static int fuse_op_statfs(struct fuse_export *fe, const struct fuse_request *req
 	out->st.namelen = 255;
 	if (fe->proto_minor < 4)
 		outlen = FUSE_COMPAT_STATFS_SIZE;
-	fuse_reply_body(rep, out, outlen);
+	fexp_reply_body(rep, out, outlen);
 	return 0;
 }
 
 /* Register the backing file with the kernel (after INIT agreed to it). */
-static void fuse_export_backing_open(struct fuse_thread *t)
+static void fuse_export_backing_open(struct fuse_export *fe, int fd)
 {
-	struct fuse_export *fe = t->fe;
 	struct exportd_fuse_backing_map map;
 	int id;
 
 	memset(&map, 0, sizeof(map));
 	map.fd = fe->pt_fd;
-	id = ioctl(t->fd, EXPORTD_FUSE_DEV_IOC_BACKING_OPEN, &map);
+	id = ioctl(fd, EXPORTD_FUSE_DEV_IOC_BACKING_OPEN, &map);
 	if (id <= 0) {
 		int err = id < 0 ? errno : EINVAL;
 
@@ -452,7 +464,7 @@ static void fuse_export_backing_open(struct fuse_thread *t)
 		return;
 	}
 	fe->backing_id = id;
-	fe->backing_dev_fd = t->fd;
+	fe->backing_dev_fd = fd;
 	if (fe->pt_writes)
 		fuse_export_set_reason(fe, FUSE_PATH_PASSTHROUGH,
 				       "the kernel serves reads and writes from the image "
@@ -468,9 +480,8 @@ static void fuse_export_backing_open(struct fuse_thread *t)
 				       "the kernel serves reads from the image directly");
 }
 
-static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
+int fexp_op_init(struct fuse_export *fe, int fd, const struct fexp_request *req)
 {
-	struct fuse_export *fe = t->fe;
 	struct fuse_init_params p = {
 		.max_write = FUSE_EXPORT_MAX_IO,
 		.max_pages = FUSE_EXPORT_MAX_IO / FUSE_EXPORT_PAGE,
@@ -486,21 +497,21 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	len = fuse_proto_init(req, &p, &out, &res);
 	if (len < 0) {
 		pthread_mutex_unlock(&fe->lock);
-		fuse_proto_reply_err(t->fd, req->unique, EPROTO);
+		fuse_proto_reply_err(fd, req->unique, EPROTO);
 		return -EPROTO;
 	}
 	fe->proto_minor = res.minor;
-	ret = fuse_proto_reply(t->fd, req->unique, &out, (size_t)len);
+	ret = fuse_proto_reply(fd, req->unique, &out, (size_t)len);
 	/*
 	 * The kernel took the reply during write(), so it knows about
-	 * passthrough now.  Other threads may already have an OPEN; they
+	 * passthrough now.  Other loops may already have an OPEN; they
 	 * wait on lock for the outcome.  The io_uring queues are set up by
 	 * create(), which waits for this.
 	 */
 	if (ret == 0 && !res.retry) {
 		if (fe->pt_wanted) {
 			if (res.passthrough)
-				fuse_export_backing_open(t);
+				fuse_export_backing_open(fe, fd);
 			else
 				fuse_export_set_reason(fe, FUSE_PATH_USERSPACE,
 						       "the kernel did not offer FUSE_PASSTHROUGH "
@@ -514,57 +525,8 @@ static int fuse_op_init(struct fuse_thread *t, const struct fuse_request *req)
 	return 0;
 }
 
-/*
- * The one place where requests are counted: just before the reply, on the
- * calling thread's own stats slot (see export/stats.h), from the opcode
- * and the outcome the handler left in rep.
- */
-void fuse_export_account(struct fuse_export *fe, int slot, const struct fuse_request *req,
-			 const struct fuse_reply *rep, uint64_t start_ns)
-{
-	struct export_stats *stats = fe->common.stats;
-	uint64_t bytes = rep->bytes;
-	bool failed = rep->err != 0;
-	enum export_stats_op op;
-
-	if (!stats || slot < 0 || slot >= stats->nslots)
-		return;
-	switch (req->opcode) {
-	case FUSE_READ:
-		op = EXPORT_STATS_READ;
-		break;
-	case FUSE_WRITE:
-		op = EXPORT_STATS_WRITE;
-		if (!failed && bytes) {
-			struct fuse_write_in in;
-
-			memcpy(&in, req->arg, sizeof(in));
-			export_stats_record_write_end(&stats->slots[slot], in.offset + bytes);
-		}
-		break;
-	case FUSE_FLUSH:
-	case FUSE_FSYNC:
-		op = EXPORT_STATS_FLUSH;
-		break;
-	case FUSE_FALLOCATE: {
-		struct fuse_fallocate_in in;
-
-		memcpy(&in, req->arg, sizeof(in));
-		op = in.mode & FALLOC_FL_PUNCH_HOLE ? EXPORT_STATS_DISCARD : EXPORT_STATS_ZERO;
-		/* The range asked for (trimmed at EOF with KEEP_SIZE or not). */
-		bytes = failed ? 0 : in.length;
-		break;
-	}
-	default:
-		op = EXPORT_STATS_OTHER;
-		break;
-	}
-	export_stats_record(&stats->slots[slot], op, bytes, failed, start_ns,
-			    clock_monotonic_ns());
-}
-
-void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
-		       struct fuse_reply *rep)
+void fexp_serve(struct fuse_export *fe, const struct fexp_request *req,
+		       struct fexp_reply *rep)
 {
 	char opbuf[16];
 	int err;
@@ -588,38 +550,38 @@ void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
 		err = fuse_export_reply_attr(fe, rep);
 		break;
 	case FUSE_SETATTR:
-		err = fuse_op_setattr(fe, req, rep);
+		err = fexp_op_setattr(fe, req, rep);
 		break;
 	case FUSE_OPEN:
-		err = fuse_op_open(fe, req, rep);
+		err = fexp_op_open(fe, req, rep);
 		break;
 	case FUSE_RELEASE:
-		err = fuse_op_release(fe, req, rep);
+		err = fexp_op_release(fe, req, rep);
 		break;
 	case FUSE_READ:
-		err = fuse_op_read(fe, req, rep);
+		err = fexp_op_read(fe, req, rep);
 		break;
 	case FUSE_WRITE:
-		err = fuse_op_write(fe, req, rep);
+		err = fexp_op_write(fe, req, rep);
 		break;
 	case FUSE_FALLOCATE:
-		err = fuse_op_fallocate(fe, req, rep);
+		err = fexp_op_fallocate(fe, req, rep);
 		break;
 	case FUSE_FLUSH:	/* close(): qsd flushes there too */
 	case FUSE_FSYNC:
 		err = -block_node_flush(fe->common.node);
 		break;
 	case FUSE_LSEEK:
-		err = fuse_op_lseek(fe, req, rep);
+		err = fexp_op_lseek(fe, req, rep);
 		break;
 	case FUSE_STATFS:
-		err = fuse_op_statfs(fe, req, rep);
+		err = fexp_op_statfs(fe, req, rep);
 		break;
 	case FUSE_DESTROY:
 		err = 0;
 		break;
 	default:
-		/* INIT included: only /dev/fuse carries it (fuse_export_handle). */
+		/* INIT included: only /dev/fuse carries it (fuse/channel.c). */
 		log_debug("export '%s': %s not implemented", fe->common.id,
 			  fuse_proto_opname(req->opcode, opbuf, sizeof(opbuf)));
 		err = ENOSYS;
@@ -630,44 +592,6 @@ void fuse_export_serve(struct fuse_export *fe, const struct fuse_request *req,
 		rep->body = NULL;
 		rep->len = 0;
 	}
-}
-
-/* Handle one request; < 0 means the channel cannot be trusted any more. */
-int fuse_export_handle(struct fuse_thread *t, const void *buf, size_t n)
-{
-	struct fuse_export *fe = t->fe;
-	struct fuse_request req;
-	struct fuse_reply rep;
-	struct iovec iov;
-	const char *why;
-	char opbuf[16];
-	int ret;
-
-	uint64_t start = clock_monotonic_ns();
-
-	if (fuse_proto_parse(buf, n, &req, &why) < 0) {
-		log_warnx("export '%s': malformed FUSE request: %s", fe->common.id, why);
-		return -EPROTO;
-	}
-	if (req.opcode == FUSE_INIT)
-		return fuse_op_init(t, &req);
-	rep.data = t->buf + FUSE_EXPORT_PAGE;
-	fuse_export_serve(fe, &req, &rep);
-	if (rep.none)
-		return 0;
-	/*
-	 * Counted before it is answered, as the io_uring path does: a client
-	 * that has its reply and then asks for statistics must find it there.
-	 */
-	fuse_export_account(fe, (int)(t - fe->threads), &req, &rep, start);
-	iov.iov_base = (void *)rep.body;
-	iov.iov_len = rep.len;
-	ret = fuse_proto_reply_iov(t->fd, req.unique, rep.err, &iov, rep.len ? 1 : 0);
-	/* ENOENT: the request was interrupted and is gone; not our problem. */
-	if (ret < 0 && ret != -ENOENT && !atomic_load(&fe->stopping))
-		log_debug("export '%s': cannot reply to %s: %s", fe->common.id,
-			  fuse_proto_opname(req.opcode, opbuf, sizeof(opbuf)), strerror(-ret));
-	return 0;
 }
 
 json_t *fuse_export_stats(struct fuse_export *fe)

@@ -18,13 +18,13 @@
 #include "fuse/proto.h"
 #include "util.h"
 
-struct fuse_op_info {
+struct fexp_op_info {
 	const char *name;
 	size_t min_arg;		/* bytes of argument the op needs */
 };
 
 /* Ops exportd looks at; others only need a valid header. */
-static const struct fuse_op_info fuse_ops[] = {
+static const struct fexp_op_info fuse_ops[] = {
 	[FUSE_LOOKUP] = { "LOOKUP", 1 },	/* a NUL-terminated name */
 	[FUSE_FORGET] = { "FORGET", sizeof(struct fuse_forget_in) },
 	[FUSE_GETATTR] = { "GETATTR", 0 },	/* getattr_in is 7.9+, optional */
@@ -58,7 +58,7 @@ bool fuse_proto_no_reply(uint32_t opcode)
 }
 
 /* The checks after the header: argument sizes, WRITE data, names. */
-static int fuse_proto_check_args(struct fuse_request *req, const char **why)
+static int fuse_proto_check_args(struct fexp_request *req, const char **why)
 {
 	size_t arglen = req->arglen;
 
@@ -105,7 +105,7 @@ static int fuse_proto_check_args(struct fuse_request *req, const char **why)
 	return 0;
 }
 
-static void fuse_proto_fill_header(const struct fuse_in_header *h, struct fuse_request *req)
+static void fuse_proto_fill_header(const struct fuse_in_header *h, struct fexp_request *req)
 {
 	req->opcode = h->opcode;
 	req->unique = h->unique;
@@ -115,7 +115,7 @@ static void fuse_proto_fill_header(const struct fuse_in_header *h, struct fuse_r
 	req->pid = h->pid;
 }
 
-int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req, const char **why)
+int fuse_proto_parse(const void *buf, size_t n, struct fexp_request *req, const char **why)
 {
 	struct fuse_in_header h;
 	size_t arglen, ext;
@@ -147,7 +147,7 @@ int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req, const 
 
 int fuse_proto_parse_ring(const struct exportd_fuse_uring_req_header *hdr,
 			  const void *payload, size_t payload_size,
-			  struct fuse_request *req, const char **why)
+			  struct fexp_request *req, const char **why)
 {
 	struct fuse_in_header h;
 	size_t oplen, datalen, ext;
@@ -191,7 +191,7 @@ int fuse_proto_parse_ring(const struct exportd_fuse_uring_req_header *hdr,
 	return fuse_proto_check_args(req, why);
 }
 
-int fuse_proto_init(const struct fuse_request *req, const struct fuse_init_params *p,
+int fuse_proto_init(const struct fexp_request *req, const struct fuse_init_params *p,
 		struct exportd_fuse_init_out *out, struct fuse_init_result *res)
 {
 	uint32_t in4[4];	/* major, minor, max_readahead, flags */
@@ -219,8 +219,14 @@ int fuse_proto_init(const struct fuse_request *req, const struct fuse_init_param
 		       sizeof(flags2));
 	offered = in4[3] | ((uint64_t)flags2 << 32);
 
+	/*
+	 * ATOMIC_O_TRUNC: O_TRUNC reaches OPEN, where a fixed-size export
+	 * ignores it.  DIRECT_IO_ALLOW_MMAP: a handle served with
+	 * FOPEN_DIRECT_IO may still be mapped shared and writable (qsd 11).
+	 */
 	want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_ASYNC_DIO | FUSE_MAX_PAGES |
-	       FUSE_AUTO_INVAL_DATA | FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT;
+	       FUSE_AUTO_INVAL_DATA | FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT |
+	       FUSE_ATOMIC_O_TRUNC | FUSE_DIRECT_IO_ALLOW_MMAP;
 	if (p->want_passthrough)
 		want |= FUSE_PASSTHROUGH;
 	if (p->want_uring)

@@ -3,7 +3,7 @@
  * /dev/fuse (with every length checked) and writing replies.
  *
  * This module knows nothing about exports or block nodes; it turns bytes
- * into a struct fuse_request and replies into bytes, so that it can be
+ * into a struct fexp_request and replies into bytes, so that it can be
  * unit-tested and fuzzed on its own.  A request that fails the checks
  * cannot be trusted (nor can anything after it on that channel): the
  * caller ends the export, never the daemon.
@@ -22,7 +22,7 @@
 #define FUSE_PROTO_WRITE_HEADER \
 	(sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in))
 
-struct fuse_request {
+struct fexp_request {
 	uint32_t opcode;
 	uint64_t unique;
 	uint64_t nodeid;
@@ -40,7 +40,7 @@ struct fuse_request {
  * framing is wrong or the arguments are shorter than the opcode needs
  * (the message is in *why, a static string).
  */
-int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req,
+int fuse_proto_parse(const void *buf, size_t n, struct fexp_request *req,
 		     const char **why);
 
 /*
@@ -52,7 +52,7 @@ int fuse_proto_parse(const void *buf, size_t n, struct fuse_request *req,
  */
 int fuse_proto_parse_ring(const struct exportd_fuse_uring_req_header *hdr,
 			  const void *payload, size_t payload_size,
-			  struct fuse_request *req, const char **why);
+			  struct fexp_request *req, const char **why);
 
 /* Whether the kernel expects no reply at all (FORGET, BATCH_FORGET). */
 bool fuse_proto_no_reply(uint32_t opcode);
@@ -83,7 +83,7 @@ struct fuse_init_result {
  * send (older kernels get a shorter struct), or -EPROTO for a kernel
  * whose major version is older than 7.
  */
-int fuse_proto_init(const struct fuse_request *req, const struct fuse_init_params *p,
+int fuse_proto_init(const struct fexp_request *req, const struct fuse_init_params *p,
 		    struct exportd_fuse_init_out *out, struct fuse_init_result *res);
 
 /*

@@ -6,49 +6,55 @@
  * per possible CPU (fs/fuse/dev_uring.c: qid = the CPU of the client that
  * made the request) and switches from /dev/fuse to the ring once every
  * queue has an entry registered; until then new requests wait.  So this
- * file starts one thread per queue, each with its own io_uring (SQE128,
- * the /dev/fuse fd registered as its fixed file) and a few entries, each
- * a header buffer and a 1 MiB payload buffer.  A request is the
- * completion of an entry's REGISTER or COMMIT_AND_FETCH command; the
- * thread parses it in place (fuse_proto_parse_ring), answers it with the
- * handlers the request threads use (fuse_export_serve: READ data is read
- * straight into the payload), and queues the reply as the entry's next
- * COMMIT_AND_FETCH, which also re-arms it.  The commits of one batch of
- * completions go to the kernel in the same system call that waits for
- * the next batch.  Ring threads are not pinned to their queue's CPU (as
- * libfuse does): measured here (2 CPUs), pinning made 1 MiB reads at
- * queue depth 1 30% faster but halved 4k random reads at depth 16, the
- * server then sharing the client's CPU.
+ * file sets up one io_uring per queue (SQE128, a /dev/fuse clone
+ * registered as its fixed file) with a few entries, each a header buffer
+ * and a 1 MiB payload buffer.  A request is the completion of an entry's
+ * REGISTER or COMMIT_AND_FETCH command; it is parsed in place
+ * (fuse_proto_parse_ring), answered with the handlers the /dev/fuse
+ * channels use (fexp_serve: READ data is read straight into the
+ * payload), and the reply is queued as the entry's next COMMIT_AND_FETCH,
+ * which also re-arms it.
  *
- * What stays on /dev/fuse (the request threads of fuse/export.c): INIT,
- * anything before the ring is ready, and what the kernel never sends over
- * the ring (FORGET, INTERRUPT).
+ * No thread of its own: each ring signals an eventfd
+ * (io_uring_register_eventfd) that is a persistent read event on one of
+ * the export's I/O loops, as its /dev/fuse channels are.  At each wake-up
+ * the loop handles every completion there is, then submits the commits
+ * of the batch in one system call.  The REGISTER commands are submitted
+ * by the main thread at set-up; the kernel completes a command in the
+ * task that submitted it, so the first request of each entry wakes the
+ * main thread briefly, and every later one (the fetch of a commit the
+ * loop submitted) stays on the loop.
  *
- * Stopping: each ring also polls the export's stop eventfd, which
- * teardown makes readable for good, so a thread waiting for requests
- * wakes up, leaves its loop, and closes its ring.  Closing the ring
- * cancels the entries still registered (the kernel completes them with
- * -ENOTCONN); the export's /dev/fuse fds are closed after the threads
- * are joined, which aborts whatever the kernel still holds.  A ring
- * command that fails because the connection went away (unmounted from
- * outside) halts the export as a failed read of /dev/fuse does.
+ * What stays on /dev/fuse (fuse/channel.c): INIT, anything before the
+ * ring is ready, and what the kernel never sends over the ring (FORGET,
+ * INTERRUPT).
+ *
+ * Stopping: teardown frees each ring's event with a finalizer, which
+ * runs on the loop once no callback runs and closes the ring there (the
+ * kernel cancels the entries still registered, completing them with
+ * -ENOTCONN), then drops the queue's export reference; the export's
+ * /dev/fuse fds are closed by delete, which aborts whatever the kernel
+ * still holds.  A ring command that fails because the connection went
+ * away (unmounted from outside) halts the export as a failed read of
+ * /dev/fuse does.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
+#include <event2/event.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "fuse/internal.h"
 #include "fuse/proto.h"
+#include "iothread/iothread.h"
 #include "log.h"
 #include "util.h"
 
@@ -58,8 +64,6 @@
 
 /* Entries per queue: requests a queue holds at once. */
 #define FUSE_RING_DEPTH 4
-/* user_data of the stop eventfd's poll (entries are pointers). */
-#define FUSE_RING_STOP_TAG 1
 
 struct fuse_ring_queue;
 
@@ -75,9 +79,12 @@ struct fuse_ring_queue {
 	int qid;
 	int fd;				/* a /dev/fuse clone, or -1 */
 	struct io_uring uring;
-	bool uring_ok;
-	pthread_t tid;
-	bool started;
+	bool uring_ok;			/* closed by whoever frees the event */
+	int event_fd;			/* the ring's completions signal it, or -1 */
+	struct iothread *loop;
+	struct event *ev;		/* persistent read of event_fd on loop */
+	bool started;			/* ev added: holds an export reference */
+	bool freed;			/* ev freed or being finalized (main thread) */
 	struct fuse_ring_ent ents[FUSE_RING_DEPTH];
 };
 
@@ -85,13 +92,6 @@ struct fuse_ring {
 	struct fuse_export *fe;
 	int nqueues;
 	struct fuse_ring_queue *queues;
-	/* Registration outcome, for fuse_ring_start(). */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int reported;
-	int err;			/* first failure: -errno */
-	int err_qid;
-	const char *err_what;
 };
 
 /* The kernel's num_possible_cpus(): the queues it expects. */
@@ -127,21 +127,6 @@ int fuse_ring_nqueues(void)
 	return n < 1 ? 1 : n;
 }
 
-static void fuse_ring_report(struct fuse_ring_queue *q, int err, const char *what)
-{
-	struct fuse_ring *ring = q->ring;
-
-	pthread_mutex_lock(&ring->lock);
-	if (err && !ring->err) {
-		ring->err = err;
-		ring->err_qid = q->qid;
-		ring->err_what = what;
-	}
-	ring->reported++;
-	pthread_cond_broadcast(&ring->cond);
-	pthread_mutex_unlock(&ring->lock);
-}
-
 /* Fill an SQE for a FUSE ring command of ent (fixed file 0 = /dev/fuse). */
 static void fuse_ring_prep_cmd(struct io_uring_sqe *sqe, struct fuse_ring_ent *ent,
 			       uint32_t cmd_op, uint64_t commit_id)
@@ -167,7 +152,6 @@ static void fuse_ring_prep_cmd(struct io_uring_sqe *sqe, struct fuse_ring_ent *e
 /* Set up the queue's ring and register its entries; 0 or -errno. */
 static int fuse_ring_queue_setup(struct fuse_ring_queue *q, const char **what)
 {
-	struct fuse_export *fe = q->ring->fe;
 	struct io_uring_params params;
 	struct io_uring_cqe *cqe;
 	struct io_uring_sqe *sqe;
@@ -179,14 +163,18 @@ static int fuse_ring_queue_setup(struct fuse_ring_queue *q, const char **what)
 	 */
 	memset(&params, 0, sizeof(params));
 	params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
-	params.cq_entries = 4 * (FUSE_RING_DEPTH + 1);
+	params.cq_entries = 4 * FUSE_RING_DEPTH;
 	*what = "io_uring_queue_init";
-	ret = io_uring_queue_init_params(FUSE_RING_DEPTH + 1, &q->uring, &params);
+	ret = io_uring_queue_init_params(FUSE_RING_DEPTH, &q->uring, &params);
 	if (ret < 0)
 		return ret;
 	q->uring_ok = true;
 	*what = "io_uring_register_files";
 	ret = io_uring_register_files(&q->uring, &q->fd, 1);
+	if (ret < 0)
+		return ret;
+	*what = "io_uring_register_eventfd";
+	ret = io_uring_register_eventfd(&q->uring, q->event_fd);
 	if (ret < 0)
 		return ret;
 
@@ -199,29 +187,19 @@ static int fuse_ring_queue_setup(struct fuse_ring_queue *q, const char **what)
 			return -EIO;
 		fuse_ring_prep_cmd(sqe, ent, EXPORTD_FUSE_IO_URING_CMD_REGISTER, 0);
 	}
-	sqe = io_uring_get_sqe(&q->uring);
-	if (!sqe)
-		return -EIO;
-	io_uring_prep_poll_add(sqe, fe->stop_fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, FUSE_RING_STOP_TAG);
-
 	ret = io_uring_submit(&q->uring);
 	if (ret < 0)
 		return ret;
-	if (ret != FUSE_RING_DEPTH + 1)
+	if (ret != FUSE_RING_DEPTH)
 		return -EIO;
 	/*
 	 * A registration the kernel refuses completes at once, with the
 	 * error; one it accepts stays queued until a request comes.
 	 */
-	if (io_uring_peek_cqe(&q->uring, &cqe) == 0 && cqe) {
-		void *data = io_uring_cqe_get_data(cqe);
-
-		if ((uintptr_t)data != FUSE_RING_STOP_TAG && cqe->res < 0) {
-			ret = cqe->res;
-			io_uring_cqe_seen(&q->uring, cqe);
-			return ret;
-		}
+	if (io_uring_peek_cqe(&q->uring, &cqe) == 0 && cqe && cqe->res < 0) {
+		ret = cqe->res;
+		io_uring_cqe_seen(&q->uring, cqe);
+		return ret;
 	}
 	return 0;
 }
@@ -233,8 +211,8 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 	struct exportd_fuse_uring_req_header *hdr = ent->hdr;
 	uint64_t commit_id = hdr->ring_ent_in_out.commit_id;
 	struct fuse_out_header oh;
-	struct fuse_request req;
-	struct fuse_reply rep;
+	struct fexp_request req;
+	struct fexp_reply rep;
 	struct io_uring_sqe *sqe;
 	const char *why;
 	uint64_t start = clock_monotonic_ns();
@@ -246,7 +224,7 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 		return false;
 	}
 	rep.data = ent->payload;
-	fuse_export_serve(fe, &req, &rep);
+	fexp_serve(fe, &req, &rep);
 	/* The kernel ends the request at the commit, reply or not. */
 	if (rep.len && rep.body != ent->payload)
 		memcpy(ent->payload, rep.body, rep.len);
@@ -265,7 +243,7 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 		return false;
 	}
 	fuse_ring_prep_cmd(sqe, ent, EXPORTD_FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit_id);
-	fuse_export_account(fe, fe->num_threads + q->qid, &req, &rep, start);
+	fexp_account(fe, fe->nchannels + q->qid, &req, &rep, start);
 	return true;
 }
 
@@ -273,11 +251,8 @@ static bool fuse_ring_serve(struct fuse_ring_queue *q, struct fuse_ring_ent *ent
 static bool fuse_ring_complete(struct fuse_ring_queue *q, struct io_uring_cqe *cqe)
 {
 	struct fuse_export *fe = q->ring->fe;
-	void *data = io_uring_cqe_get_data(cqe);
-	struct fuse_ring_ent *ent = data;
+	struct fuse_ring_ent *ent = io_uring_cqe_get_data(cqe);
 
-	if ((uintptr_t)data == FUSE_RING_STOP_TAG)
-		return false;
 	if (cqe->res == 0)
 		return fuse_ring_serve(q, ent);
 	if (atomic_load(&fe->stopping))
@@ -311,57 +286,76 @@ static void fuse_ring_queue_release_fd(struct fuse_ring_queue *q)
 			  q->ring->fe->common.id, q->qid, strerror(-ret));
 }
 
-static void *fuse_ring_thread_run(void *opaque)
+/* Close the ring (on its loop, or on the main thread if it never started). */
+static void fuse_ring_queue_close(struct fuse_ring_queue *q)
+{
+	if (q->uring_ok) {
+		fuse_ring_queue_release_fd(q);
+		io_uring_queue_exit(&q->uring);
+		q->uring_ok = false;
+	}
+}
+
+/* On the loop: the ring's eventfd is readable, completions are waiting. */
+static void fuse_ring_ready(evutil_socket_t fd, short what, void *opaque)
 {
 	struct fuse_ring_queue *q = opaque;
 	struct fuse_export *fe = q->ring->fe;
-	const char *what = "";
+	uint64_t count;
 	bool run = true;
-	int ret;
 
-	ret = fuse_ring_queue_setup(q, &what);
-	fuse_ring_report(q, ret, what);
-	if (ret < 0)
-		goto out;
-
-	while (run) {
+	(void)what;
+	/* Before looking at the ring: a completion after this wakes us again. */
+	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_debug("export '%s': reading ring queue %d's eventfd: %s",
+			  fe->common.id, q->qid, strerror(errno));
+	while (run && !atomic_load_explicit(&fe->stopping, memory_order_relaxed)) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
+		int ret;
 
-		ret = io_uring_submit_and_wait(&q->uring, 1);
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-			if (!atomic_load(&fe->stopping)) {
-				log_warnx("export '%s': io_uring on queue %d: %s", fe->common.id,
-					  q->qid, strerror(-ret));
-				fuse_export_halt(fe, "io_uring failed");
-			}
-			break;
-		}
 		io_uring_for_each_cqe(&q->uring, head, cqe) {
 			seen++;
 			if (run && !fuse_ring_complete(q, cqe))
 				run = false;
 		}
 		io_uring_cq_advance(&q->uring, seen);
+		if (!seen)
+			return;
+		/* The commits of the batch, in one system call. */
+		ret = io_uring_submit(&q->uring);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+			if (!atomic_load(&fe->stopping)) {
+				log_warnx("export '%s': io_uring on queue %d: %s", fe->common.id,
+					  q->qid, strerror(-ret));
+				fuse_export_halt(fe, "io_uring failed");
+			}
+			run = false;
+		}
 	}
-out:
+	/* Stopped: the event is being (or will be) freed; do not spin on it. */
+	event_del(q->ev);
+}
+
+static void fuse_ring_finalized(struct event *ev, void *opaque)
+{
+	struct fuse_ring_queue *q = opaque;
+
+	(void)ev;
 	/*
-	 * Close the ring here: the kernel cancels the entries still
-	 * registered, then nothing of ours is left in it.
+	 * Close the ring here, on its loop: the kernel cancels the entries
+	 * still registered, then nothing of ours is left in it.
 	 */
-	if (q->uring_ok) {
-		fuse_ring_queue_release_fd(q);
-		io_uring_queue_exit(&q->uring);
-		q->uring_ok = false;
-	}
-	export_unref(&fe->common);
-	return NULL;
+	fuse_ring_queue_close(q);
+	export_unref(&q->ring->fe->common);
 }
 
 static int fuse_ring_clone_fd(struct fuse_export *fe, struct error **errp)
 {
-	uint32_t src = (uint32_t)fe->threads[0].fd;
+	uint32_t src = (uint32_t)fe->channels[0].fd;
 	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	/* Blocking: the ring's commands wait in the kernel, never a read(). */
 
 	if (fd < 0) {
 		error_setg_errno(errp, errno, "Failed to open /dev/fuse");
@@ -375,16 +369,24 @@ static int fuse_ring_clone_fd(struct fuse_export *fe, struct error **errp)
 	return fd;
 }
 
+static void fuse_ring_setup_error(struct fuse_export *fe, int qid, int err, const char *what,
+				  struct error **errp)
+{
+	if (err == -EOPNOTSUPP)
+		error_setg(errp, "FUSE over io_uring is disabled in the kernel (echo Y > "
+			   "/sys/module/fuse/parameters/enable_uring)");
+	else
+		error_setg_errno(errp, -err, "Cannot set up FUSE over io_uring for export '%s' "
+				 "(queue %d, %s)", fe->common.id, qid, what);
+}
+
 int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 {
 	struct fuse_ring *ring = xcalloc(1, sizeof(*ring));
-	int err;
 
 	ring->fe = fe;
 	ring->nqueues = fuse_ring_nqueues();
 	ring->queues = xcalloc((size_t)ring->nqueues, sizeof(*ring->queues));
-	pthread_mutex_init(&ring->lock, NULL);
-	pthread_cond_init(&ring->cond, NULL);
 	fe->ring = ring;
 
 	for (int i = 0; i < ring->nqueues; i++) {
@@ -393,13 +395,23 @@ int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 		q->ring = ring;
 		q->qid = i;
 		q->fd = -1;
+		q->event_fd = -1;
+		/* Queues take the export's loops in turn, as its channels do. */
+		q->loop = fe->channels[i % fe->nchannels].loop;
 	}
 	for (int i = 0; i < ring->nqueues; i++) {
 		struct fuse_ring_queue *q = &ring->queues[i];
+		const char *what = "";
+		int ret;
 
 		q->fd = fuse_ring_clone_fd(fe, errp);
 		if (q->fd < 0)
 			return -1;
+		q->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (q->event_fd < 0) {
+			error_setg_errno(errp, errno, "Cannot create an eventfd");
+			return -1;
+		}
 		for (int j = 0; j < FUSE_RING_DEPTH; j++) {
 			struct fuse_ring_ent *ent = &q->ents[j];
 
@@ -416,38 +428,71 @@ int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 			ent->iov[1].iov_base = ent->payload;
 			ent->iov[1].iov_len = FUSE_EXPORT_MAX_IO;
 		}
+		q->ev = event_new(iothread_base(q->loop), q->event_fd, EV_READ | EV_PERSIST,
+				  fuse_ring_ready, q);
+		if (!q->ev) {
+			error_setg(errp, "Cannot create the event of a FUSE io_uring queue");
+			return -1;
+		}
+		/* Setting up is quick; a registration refused fails at once. */
+		ret = fuse_ring_queue_setup(q, &what);
+		if (ret < 0) {
+			fuse_ring_setup_error(fe, i, ret, what, errp);
+			return -1;
+		}
 	}
-
 	for (int i = 0; i < ring->nqueues; i++) {
 		struct fuse_ring_queue *q = &ring->queues[i];
 
 		export_ref(&fe->common);
-		err = thread_create_without_signals(&q->tid, fuse_ring_thread_run, q);
-		if (err) {
+		if (event_add(q->ev, NULL) < 0) {
 			export_unref(&fe->common);
-			error_setg_errno(errp, err, "Cannot start FUSE io_uring threads");
+			error_setg(errp, "Cannot add a FUSE io_uring queue to iothread '%s'",
+				   iothread_name(q->loop));
 			return -1;
 		}
 		q->started = true;
 	}
-
-	/* Setting up is quick; failures are reported at once. */
-	pthread_mutex_lock(&ring->lock);
-	while (ring->reported < ring->nqueues)
-		pthread_cond_wait(&ring->cond, &ring->lock);
-	err = ring->err;
-	pthread_mutex_unlock(&ring->lock);
-	if (err) {
-		if (err == -EOPNOTSUPP)
-			error_setg(errp, "FUSE over io_uring is disabled in the kernel (echo Y > "
-				   "/sys/module/fuse/parameters/enable_uring)");
-		else
-			error_setg_errno(errp, -err, "Cannot set up FUSE over io_uring for "
-					 "export '%s' (queue %d, %s)", fe->common.id,
-					 ring->err_qid, ring->err_what);
-		return -1;
-	}
 	return 0;
+}
+
+void fuse_ring_stop(struct fuse_export *fe)
+{
+	struct fuse_ring *ring = fe->ring;
+
+	if (!ring)
+		return;
+	for (int i = 0; i < ring->nqueues; i++) {
+		struct fuse_ring_queue *q = &ring->queues[i];
+
+		if (!q->ev || q->freed)
+			continue;
+		q->freed = true;
+		if (q->started)
+			event_free_finalize(0, q->ev, fuse_ring_finalized);
+		else
+			event_free(q->ev);
+	}
+}
+
+void fuse_ring_abort(struct fuse_export *fe)
+{
+	struct fuse_ring *ring = fe->ring;
+
+	if (!ring)
+		return;
+	for (int i = 0; i < ring->nqueues; i++) {
+		struct fuse_ring_queue *q = &ring->queues[i];
+
+		if (!q->ev || q->freed)
+			continue;
+		q->freed = true;
+		/* From another thread, event_free() waits for a running callback. */
+		event_free(q->ev);
+		if (q->started)
+			export_unref(&fe->common);
+		q->started = false;
+	}
 }
 
 void fuse_ring_free(struct fuse_export *fe)
@@ -459,14 +504,10 @@ void fuse_ring_free(struct fuse_export *fe)
 	for (int i = 0; i < ring->nqueues; i++) {
 		struct fuse_ring_queue *q = &ring->queues[i];
 
-		if (q->started)
-			pthread_join(q->tid, NULL);
-		if (q->uring_ok)
-			io_uring_queue_exit(&q->uring);
-	}
-	for (int i = 0; i < ring->nqueues; i++) {
-		struct fuse_ring_queue *q = &ring->queues[i];
-
+		/* Never started (create failed): nobody closed the ring. */
+		fuse_ring_queue_close(q);
+		if (q->event_fd >= 0)
+			close(q->event_fd);
 		if (q->fd >= 0)
 			close(q->fd);
 		for (int j = 0; j < FUSE_RING_DEPTH; j++) {
@@ -474,8 +515,6 @@ void fuse_ring_free(struct fuse_export *fe)
 			free(q->ents[j].payload);
 		}
 	}
-	pthread_mutex_destroy(&ring->lock);
-	pthread_cond_destroy(&ring->cond);
 	free(ring->queues);
 	free(ring);
 	fe->ring = NULL;
@@ -493,6 +532,16 @@ int fuse_ring_start(struct fuse_export *fe, struct error **errp)
 	error_setg(errp, "Cannot serve export '%s' over io_uring: exportd was built "
 		   "without liburing", fe->common.id);
 	return -1;
+}
+
+void fuse_ring_stop(struct fuse_export *fe)
+{
+	(void)fe;
+}
+
+void fuse_ring_abort(struct fuse_export *fe)
+{
+	(void)fe;
 }
 
 void fuse_ring_free(struct fuse_export *fe)

@@ -3,40 +3,29 @@
  * daemon command lines and QMP (`--object iothread,id=io0`, object-add)
  * work unchanged and an export's `iothread` can name one.
  *
- * The object records its properties; the FUSE sessions' event loops are
- * the export driver's (daemon/fuse/), which looks the object up by id.
+ * The object is an I/O loop (iothread/): a thread running its own event
+ * base, which exports that name it put their /dev/fuse fds on.  Exports
+ * mark it in use (object_use), so the registry refuses to delete a loop
+ * that still carries them, as QEMU does.
  */
 #include "config.h"
 
-#include <stdlib.h>
-
+#include "iothread/iothread.h"
 #include "object/object.h"
-#include "rpc/xalloc.h"
 
-struct iothread {
-	json_t *props;
-};
-
-static void *iothread_create(const char *id, json_t *props, struct error **errp)
+static void *object_iothread_create(const char *id, json_t *props, struct error **errp)
 {
-	struct iothread *t;
-
-	(void)id, (void)errp;
-	t = xmalloc(sizeof(*t));
-	t->props = json_incref(props);
-	return t;
+	(void)props;	/* poll-max-ns and the like: libevent has no such knobs */
+	return iothread_new(id, errp);
 }
 
-static void iothread_destroy(void *state)
+static void object_iothread_destroy(void *state)
 {
-	struct iothread *t = state;
-
-	json_decref(t->props);
-	free(t);
+	iothread_free(state);
 }
 
 const struct object_type object_type_iothread = {
 	.name = "iothread",
-	.create = iothread_create,
-	.destroy = iothread_destroy,
+	.create = object_iothread_create,
+	.destroy = object_iothread_destroy,
 };

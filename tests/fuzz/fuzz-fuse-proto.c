@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fuse_request req;
+	struct fexp_request req;
 	const char *why;
 	uint8_t *buf;
 	volatile uint8_t sink = 0;

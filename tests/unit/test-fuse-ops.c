@@ -1,8 +1,8 @@
 /*
- * test-fuse-ops.c: the FUSE request handlers without a kernel.  A request
- * thread is given one end of a SOCK_SEQPACKET socketpair as its "device"
+ * test-fuse-ops.c: the FUSE request handlers without a kernel.  A channel
+ * is given one end of a SOCK_SEQPACKET socketpair as its "device"
  * (one reply per packet, as /dev/fuse takes them); requests are built
- * here, handled by fuse_export_handle() against a real file node, and
+ * here, handled by fexp_channel_handle() against a real file node, and
  * the replies read back from the other end.  This reaches what the
  * kernel never sends: truncated and inconsistent requests must end the
  * channel (< 0, no reply), never crash.
@@ -27,7 +27,8 @@
 
 struct harness {
 	struct fuse_export *fe;
-	struct fuse_thread *t;
+	struct fexp_channel *t;
+	char *buf;		/* the loop's request buffer */
 	int peer;		/* the "kernel" end */
 	char *in;		/* request buffer */
 	uint64_t unique;
@@ -55,23 +56,23 @@ static struct harness *harness_new(bool writable, bool growable, bool allow_othe
 	h->fe->common.writable = writable;
 	h->fe->common.growable = growable;
 	h->fe->allow_other = allow_other;
-	h->fe->stop_fd = -1;
 	h->fe->pt_fd = -1;
 	atomic_init(&h->fe->st_mode, S_IFREG | S_IRUSR | (writable ? S_IWUSR : 0));
 	pthread_mutex_init(&h->fe->lock, NULL);
 	pthread_mutex_init(&h->fe->resize_lock, NULL);
 	pthread_cond_init(&h->fe->cond, NULL);
-	h->fe->num_threads = 1;
-	if (posix_memalign(&p, 64, sizeof(*h->fe->threads)))
+	h->fe->nchannels = 1;
+	if (posix_memalign(&p, 64, sizeof(*h->fe->channels)))
 		abort();
-	memset(p, 0, sizeof(*h->fe->threads));
-	h->fe->threads = p;
+	memset(p, 0, sizeof(*h->fe->channels));
+	h->fe->channels = p;
 	h->fe->common.stats = export_stats_new(1);
-	h->t = &h->fe->threads[0];
+	h->t = &h->fe->channels[0];
 	h->t->fe = h->fe;
 	h->t->fd = sv[0];
+	h->t->slot = 0;
 	h->peer = sv[1];
-	if (posix_memalign((void **)&h->t->buf, 4096, 4096 + (1 << 20)))
+	if (posix_memalign((void **)&h->buf, 4096, 4096 + (1 << 20)))
 		abort();
 	h->in = xmalloc(2 << 20);
 	return h;
@@ -81,8 +82,8 @@ static void harness_free(struct harness *h)
 {
 	close(h->t->fd);
 	close(h->peer);
-	free(h->t->buf);
-	free(h->fe->threads);
+	free(h->buf);
+	free(h->fe->channels);
 	export_stats_free(h->fe->common.stats);
 	free(h->fe->common.id);
 	free(h->fe->data_path_reason);
@@ -107,7 +108,7 @@ static int send_req(struct harness *h, uint32_t opcode, const void *arg, size_t 
 		memcpy(h->in + sizeof(hdr), arg, arglen);
 	if (datalen)
 		memcpy(h->in + sizeof(hdr) + arglen, data, datalen);
-	return fuse_export_handle(h->t, h->in, hdr.len);
+	return fexp_channel_handle(h->t, h->buf, h->in, hdr.len);
 }
 
 /* Read one reply: returns its error (0 or -errno), payload in out. */
@@ -397,8 +398,8 @@ static void test_malformed_ends_channel(void)
 	hdr.len = 4096;
 	hdr.opcode = FUSE_GETATTR;
 	memcpy(h->in, &hdr, sizeof(hdr));
-	CHECK(fuse_export_handle(h->t, h->in, sizeof(hdr)) < 0);
-	CHECK(fuse_export_handle(h->t, h->in, 3) < 0);
+	CHECK(fexp_channel_handle(h->t, h->buf, h->in, sizeof(hdr)) < 0);
+	CHECK(fexp_channel_handle(h->t, h->buf, h->in, 3) < 0);
 	CHECK_EQ(recv_reply(h, NULL, NULL), 1);
 	harness_free(h);
 }

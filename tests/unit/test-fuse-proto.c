@@ -32,7 +32,7 @@ static size_t build(void *buf, uint32_t opcode, const void *arg, size_t arglen, 
 static void test_framing(void)
 {
 	char buf[256];
-	struct fuse_request r;
+	struct fexp_request r;
 	const char *why;
 	struct fuse_open_in oi = { 0 };
 	size_t n = build(buf, FUSE_OPEN, &oi, sizeof(oi), 0);
@@ -55,7 +55,7 @@ static void test_framing(void)
 static void test_write(void)
 {
 	char buf[256];
-	struct fuse_request r;
+	struct fexp_request r;
 	const char *why;
 	struct fuse_write_in wi = { .offset = 512, .size = 16 };
 	size_t n = build(buf, FUSE_WRITE, &wi, sizeof(wi), 16);
@@ -75,7 +75,7 @@ static void test_write(void)
 static void test_extensions_and_forget(void)
 {
 	char buf[256];
-	struct fuse_request r;
+	struct fexp_request r;
 	const char *why;
 	struct fuse_batch_forget_in bf = { .count = 2 };
 	size_t n;
@@ -110,7 +110,7 @@ static void test_extensions_and_forget(void)
 static void test_init(void)
 {
 	char buf[256];
-	struct fuse_request r;
+	struct fexp_request r;
 	const char *why;
 	struct fuse_init_in in = {
 		.major = 7, .minor = 42, .max_readahead = 131072,
@@ -204,7 +204,7 @@ static void test_ring(void)
 {
 	struct exportd_fuse_uring_req_header hdr;
 	static char payload[8192];
-	struct fuse_request r;
+	struct fexp_request r;
 	const char *why;
 	struct fuse_read_in ri = { .offset = 4096, .size = 4096 };
 	struct fuse_write_in wi = { .offset = 512, .size = 100 };
