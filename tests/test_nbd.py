@@ -324,27 +324,27 @@ def test_server_killed_under_load_gives_eio_and_the_export_reconnects(
     assert img.read_bytes() == bytes(expect)
 
 
-def test_reconnect_delay_holds_requests_until_the_server_returns(qmp, tmp_path, mp):
+def test_reconnect_delay_holds_requests_until_the_server_returns(daemon, qmp, tmp_path, mp):
     img = random_image(tmp_path / "disk.raw", 4 * MiB)
     sock = tmp_path / "nbd.sock"
+    out = tmp_path / "out.raw"
     server = qemu_nbd(tmp_path, img, sock=sock).start()
     try:
         add_nbd_node(qmp, "n", sock=sock, **{"reconnect-delay": 30})
         add_export(qmp, "e", "n", mp)
         server.kill()
-        result = {}
-
-        def reader():
-            try:
-                result["data"] = read_all(mp)
-            except OSError as e:
-                result["error"] = e
-        t = threading.Thread(target=reader)
-        t.start()
+        # The reader is another process: a thread of ours blocked in an
+        # O_DIRECT read would hold this process's memory map, and the fork
+        # that starts the new server would wait for that read, which waits
+        # for the server (found as a 30 s EIO, one run in two).
+        reader = subprocess.Popen(["dd", f"if={mp}", f"of={out}", "bs=1M", "iflag=direct",
+                                   "status=none"], stderr=subprocess.PIPE)
+        # Held: the daemon is trying to reconnect for a request.
+        wait_until(lambda: "reconnecting failed" in daemon.log(),
+                   "exportd to hold a read while the NBD server is away")
         server = qemu_nbd(tmp_path, img, sock=sock).start()
-        t.join(60)
-        assert not t.is_alive()
-        assert result.get("data") == img.read_bytes(), result.get("error")
+        assert reader.wait(timeout=60) == 0, reader.stderr.read()
+        assert out.read_bytes() == img.read_bytes()
     finally:
         export_cleanup(qmp, mp)
         try:

@@ -250,6 +250,8 @@ static struct nbd_link *nbd_conn_get(struct block_node *bs, struct nbd_conn *c)
 		if (l) {
 			c->link = l;
 			log_info("node '%s': reconnected to NBD server", bs->node_name);
+		} else if (msg) {
+			log_debug("node '%s': reconnecting failed: %s", bs->node_name, msg);
 		}
 		free(msg);
 	}
