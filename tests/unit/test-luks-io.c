@@ -301,7 +301,8 @@ static void test_write_ciphers(void)
 {
 	char *raw = tpath("w.raw"), *img = tpath("w.luks");
 
-	for (size_t i = 0; cipher_opts[i]; i += 3) {
+	/* Every third choice: i stops before the NULL at the end, never past it. */
+	for (size_t i = 0; i + 1 < sizeof(cipher_opts) / sizeof(cipher_opts[0]); i += 3) {
 		struct error *err = NULL;
 		struct block_node *bs;
 		int fd;
